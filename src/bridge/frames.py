@@ -1,0 +1,158 @@
+"""Read and write a paused frame's variables, correctly on CPython 3.9 to 3.14.
+
+Every function here must run on the frame's own thread (the paused thread serves its own
+frame), because writing locals is only safe there.
+
+Two worlds (FACTS.md):
+
+* **Up to 3.12** ``frame.f_locals`` is a snapshot dict, and every read of it re-snapshots,
+  wiping edits not yet pushed back. So we read it once, change that dict, and push it into
+  the fast locals at once with ``PyFrame_LocalsToFast(frame, 1)`` (``clear=1`` so a
+  deleted name really becomes unbound). Cells get the new value, so closures see it.
+* **From 3.13** (PEP 667) ``frame.f_locals`` is a write-through proxy. Writes land at
+  once; a real local cannot be deleted (we say so before touching anything).
+
+Module-level frames have ``f_locals is f_globals``: a dict write is all it takes.
+
+A new name written into a function frame is visible to later ``eval``/``exec`` in that
+frame but not to the function's compiled code, which looks that name up as a global.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import sys
+from types import FrameType
+from typing import Any, Dict, Iterable, Mapping
+
+PEP667 = sys.version_info >= (3, 13)
+
+if not PEP667:
+    _locals_to_fast = ctypes.pythonapi.PyFrame_LocalsToFast
+    _locals_to_fast.argtypes = [ctypes.py_object, ctypes.c_int]
+    _locals_to_fast.restype = None
+
+
+class FrameWriteError(Exception):
+    """A write the running Python cannot do; nothing was changed."""
+
+
+def is_module_frame(frame: FrameType) -> bool:
+    """True for a frame whose locals are its globals (module or exec-at-top-level)."""
+    return frame.f_locals is frame.f_globals if not PEP667 else _proxy_is_globals(frame)
+
+
+def _proxy_is_globals(frame: FrameType) -> bool:
+    # On 3.13+ a module frame's f_locals is the globals dict itself, not a proxy.
+    return isinstance(frame.f_locals, dict) and frame.f_locals is frame.f_globals
+
+
+def read_locals(frame: FrameType) -> Dict[str, Any]:
+    """A fresh dict of the frame's variables (locals, cells, free variables)."""
+    return dict(frame.f_locals)
+
+
+def can_delete(frame: FrameType) -> bool:
+    """Whether this Python can delete a variable of ``frame``."""
+    return not PEP667 or is_module_frame(frame)
+
+
+def write_locals(
+    frame: FrameType,
+    updates: Mapping[str, Any],
+    deletes: Iterable[str] = (),
+) -> None:
+    """Bind ``updates`` and unbind ``deletes`` in ``frame``, all or nothing.
+
+    Everything that could fail is checked before the first write, so a FrameWriteError
+    leaves the frame as it was.
+    """
+    deletes = list(deletes)
+    for name in list(updates) + deletes:
+        if not isinstance(name, str) or not name.isidentifier():
+            raise FrameWriteError(f"{name!r} is not a valid variable name")
+    if is_module_frame(frame):
+        ns = frame.f_globals
+        missing = [n for n in deletes if n not in ns]
+        if missing:
+            raise FrameWriteError(f"cannot delete {', '.join(missing)}: not defined")
+        ns.update(updates)
+        for name in deletes:
+            del ns[name]
+        return
+    if PEP667:
+        proxy = frame.f_locals
+        if deletes:
+            fast = set(frame.f_code.co_varnames) | set(frame.f_code.co_cellvars) | set(
+                frame.f_code.co_freevars
+            )
+            real = [n for n in deletes if n in fast]
+            if real:
+                raise FrameWriteError(
+                    f"Python {sys.version_info.major}.{sys.version_info.minor} cannot delete the "
+                    f"local variable(s) {', '.join(real)} of a running function (PEP 667); "
+                    f"assign None instead"
+                )
+            missing = [n for n in deletes if n not in proxy]
+            if missing:
+                raise FrameWriteError(f"cannot delete {', '.join(missing)}: not defined")
+        for name, value in updates.items():
+            proxy[name] = value
+        for name in deletes:
+            del proxy[name]  # extra (non-fast) locals only, checked above
+        return
+    snapshot = frame.f_locals  # the one read: from here to the push, no other read
+    missing = [n for n in deletes if n not in snapshot]
+    if missing:
+        raise FrameWriteError(f"cannot delete {', '.join(missing)}: not defined")
+    snapshot.update(updates)
+    for name in deletes:
+        del snapshot[name]
+    _locals_to_fast(frame, 1)
+
+
+def run_code(frame: FrameType, code: Any, *, eval_mode: bool) -> Any:
+    """Evaluate or execute compiled ``code`` in ``frame``; assignments change the frame.
+
+    Globals are the frame's globals overlaid with its locals, so that comprehensions,
+    lambdas and nested functions in the code see the frame's locals (with separate
+    globals and locals they would not: class-body scoping). Assignments at the top level
+    go to the locals; a ``global`` statement's assignment goes to the real globals.
+    """
+    if is_module_frame(frame):
+        ns = frame.f_globals
+        return eval(code, ns) if eval_mode else exec(code, ns)
+    real_globals = frame.f_globals
+    local_ns = frame.f_locals  # ≤3.12: the one snapshot read; 3.13+: write-through proxy
+    overlay = dict(real_globals)
+    overlay.update(local_ns)
+    before = {name: overlay[name] for name in real_globals if name not in local_ns}
+    try:
+        if eval_mode:
+            return eval(code, overlay, local_ns)
+        exec(code, overlay, local_ns)
+        return None
+    finally:
+        if not PEP667:
+            _locals_to_fast(frame, 1)
+        # Names assigned under `global` landed in the overlay copy: carry them over.
+        for name, old in before.items():
+            if name in overlay and overlay[name] is not old:
+                real_globals[name] = overlay[name]
+            elif name not in overlay:
+                real_globals.pop(name, None)
+        for name in overlay.keys() - before.keys() - set(local_ns) - {"__builtins__"}:
+            if name not in real_globals:
+                real_globals[name] = overlay[name]
+
+
+def frame_label(frame: FrameType) -> Dict[str, Any]:
+    """JSON-friendly description of a frame."""
+    code = frame.f_code
+    return {
+        "file": code.co_filename,
+        "line": frame.f_lineno,
+        "function": code.co_qualname if hasattr(code, "co_qualname") else code.co_name,
+        "module": frame.f_globals.get("__name__", "?"),
+    }
+

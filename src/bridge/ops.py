@@ -1,0 +1,116 @@
+"""Registry of the operations a target serves, and the small types they share.
+
+Two kinds of operation:
+
+* **server ops** run on the server thread and must be quick (hello, threads, breakpoints).
+* **frame ops** run on a paused thread, against that thread's own frames (eval, set, ...).
+
+Modules register handlers with :func:`server_op` / :func:`frame_op`; the server routes by
+name, so a feature lives in its own module without touching the routing code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Sequence, Type, TypeVar
+
+NO_VALUE = object()
+
+T = TypeVar("T")
+
+
+@dataclass
+class Reply:
+    """What a handler returns: a JSON ``result`` and, optionally, a pickled ``value``."""
+
+    result: Any = None
+    value: Any = NO_VALUE
+    #: Frames already encoded (e.g. by a value codec); takes precedence over ``value``.
+    frames: Optional[List[Any]] = None
+
+
+class OpError(Exception):
+    """An error a handler raises on purpose; ``kind`` becomes the reply's error type.
+
+    Kinds the client maps to its own exceptions: ``NotPaused``, ``BadRequest``,
+    ``WriteBackConflict``, ``FrameWriteError``, ``Unsupported``.
+    """
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def bad_request(message: str) -> OpError:
+    """An OpError for malformed arguments."""
+    return OpError("BadRequest", message)
+
+
+def arg(args: Dict[str, Any], name: str, kind: Type[T], default: Any = ...) -> T:
+    """Fetch ``args[name]`` checked against ``kind``; BadRequest names what is wrong."""
+    if name not in args or args[name] is None:
+        if default is ...:
+            raise bad_request(f"missing argument {name!r}")
+        return default
+    value = args[name]
+    ok = isinstance(value, kind) and not (kind in (int, float) and isinstance(value, bool))
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        ok = True
+    if not ok:
+        raise bad_request(f"argument {name!r} must be {kind.__name__}, not {type(value).__name__}")
+    return value  # type: ignore[return-value]
+
+
+def str_list(args: Dict[str, Any], name: str, default: Any = ...) -> List[str]:
+    """Fetch a list of strings argument."""
+    value = arg(args, name, list, default)
+    if value is not None and not all(isinstance(v, str) for v in value):
+        raise bad_request(f"argument {name!r} must be a list of strings")
+    return value
+
+
+# frame op: handler(pause, args, value_frames) -> Reply | JSON
+FrameOpHandler = Callable[[Any, Dict[str, Any], Sequence[Any]], Any]
+# server op: handler(server, args, value_frames, client_identity) -> Reply | JSON
+ServerOpHandler = Callable[[Any, Dict[str, Any], Sequence[Any], bytes], Any]
+
+FRAME_OPS: Dict[str, FrameOpHandler] = {}
+SERVER_OPS: Dict[str, ServerOpHandler] = {}
+#: Frame ops after which the paused thread resumes, mapped to the resume action.
+RESUME_OPS: Dict[str, str] = {"cont": "continue", "step": "step", "next": "next", "step_out": "step_out"}
+
+
+def frame_op(name: str) -> Callable[[FrameOpHandler], FrameOpHandler]:
+    """Register a handler that runs on the paused thread: ``handler(pause, args, values)``."""
+
+    def register(fn: FrameOpHandler) -> FrameOpHandler:
+        FRAME_OPS[name] = fn
+        return fn
+
+    return register
+
+
+def server_op(name: str) -> Callable[[ServerOpHandler], ServerOpHandler]:
+    """Register a handler that runs on the server thread: ``handler(server, args, values, identity)``."""
+
+    def register(fn: ServerOpHandler) -> ServerOpHandler:
+        SERVER_OPS[name] = fn
+        return fn
+
+    return register
+
+
+#: Modules whose import registers ops. Imported once, when the server starts.
+OP_MODULES = (
+    "bridge.pause",       # stack, locals, eval, exec, get, set, resume ops
+    "bridge.debug_ops",   # breakpoints, pause on demand, watches
+    "bridge.mount_ops",   # jump_context snapshots and write-back, live references
+)
+
+
+def load_all() -> None:
+    """Import every op module so its handlers are registered."""
+    import importlib
+
+    for name in OP_MODULES:
+        importlib.import_module(name)

@@ -1,0 +1,332 @@
+"""A paused thread's command loop, and the frame operations it serves.
+
+When a thread pauses it registers a :class:`Pause` with the server and then serves
+requests for its own frames until a client resumes it. Requests arrive through a queue
+(from the server thread); replies leave through an inproc PUSH socket the paused thread
+owns for the length of the pause (ZeroMQ sockets are not shared between threads).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import sys
+import threading
+import time
+import traceback
+from types import FrameType, TracebackType
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import zmq
+
+from . import frames as frame_access
+from . import wire
+from .capture import captured_output
+from .ops import FRAME_OPS, RESUME_OPS, OpError, Reply, arg, frame_op, str_list
+from .server import TAG_REPLY, Server, encode_error, encode_reply, get_server
+
+#: How often a paused thread wakes to check its wait timeout.
+_POLL_S = 0.25
+_BRIDGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+class Pause:
+    """One paused thread: its frames and the queue of requests for them."""
+
+    def __init__(self, frames: List[FrameType], reason: str, info: Optional[Dict[str, Any]] = None) -> None:
+        self.thread = threading.current_thread()
+        self.thread_id = threading.get_ident()
+        self.frames = frames  # innermost first
+        self.reason = reason
+        self.info = dict(info or {})
+        self.pause_id = 0  # set by the server on registration
+        self.inbox: "queue.SimpleQueue[Tuple[bytes, Any, str, Dict[str, Any], Sequence[Any]]]" = queue.SimpleQueue()
+        self.last_activity = time.monotonic()
+        self.watches: Dict[str, Any] = {}
+
+    def describe(self) -> Dict[str, Any]:
+        """JSON summary used in events, status and the connection file."""
+        top = self.frames[0]
+        out = {
+            "thread": self.thread_id,
+            "name": self.thread.name,
+            "reason": self.reason,
+            "pause_id": self.pause_id,
+            **frame_access.frame_label(top),
+        }
+        out.update(self.info)
+        return out
+
+    def submit(self, identity: bytes, request_id: Any, op: str, args: Dict[str, Any], values: Sequence[Any]) -> None:
+        """Queue a request (called on the server thread)."""
+        self.inbox.put((identity, request_id, op, args, values))
+
+    def frame(self, args: Dict[str, Any]) -> FrameType:
+        """The frame a request names (``frame`` index, innermost = 0)."""
+        index = arg(args, "frame", int, 0)
+        if not 0 <= index < len(self.frames):
+            raise OpError("BadRequest", f"frame {index} does not exist (the stack has {len(self.frames)})")
+        return self.frames[index]
+
+
+def user_frames(frame: Optional[FrameType]) -> List[FrameType]:
+    """``frame`` and its callers, innermost first, without framebridge's own frames."""
+    out = []
+    while frame is not None:
+        if not _is_internal(frame):
+            out.append(frame)
+        frame = frame.f_back
+    return out
+
+
+def traceback_frames(tb: TracebackType) -> List[FrameType]:
+    """Frames of a traceback innermost first, then the callers of its outermost frame."""
+    chain = []
+    while tb is not None:
+        chain.append(tb.tb_frame)
+        tb = tb.tb_next
+    chain.reverse()
+    return chain + user_frames(chain[-1].f_back) if chain else []
+
+
+def _is_internal(frame: FrameType) -> bool:
+    return os.path.dirname(os.path.abspath(frame.f_code.co_filename)) == _BRIDGE_DIR
+
+
+def serve(frames: List[FrameType], reason: str, *, timeout: Optional[float] = None,
+          info: Optional[Dict[str, Any]] = None, server: Optional[Server] = None) -> str:
+    """Pause the calling thread at ``frames`` and serve them until a client resumes it.
+
+    Returns the resume action ("continue", "step", "next" or "step_out"). With
+    ``timeout``: resume with "continue" after that many seconds without any request
+    (a client that attached and walked away counts as none), printing one line to stderr.
+    """
+    if not frames:
+        raise ValueError("nothing to pause at: no frames")
+    server = server or get_server()
+    pause = Pause(frames, reason, info)
+    pause.watches = dict(_watches)
+    push = server.context.socket(zmq.PUSH)
+    push.setsockopt(zmq.LINGER, 1000)
+    push.connect(server.internal_endpoint)
+    server.register_pause(pause)
+    action = "continue"
+    try:
+        while True:
+            try:
+                identity, request_id, op, args, values = pause.inbox.get(timeout=_POLL_S)
+            except queue.Empty:
+                if timeout is not None and time.monotonic() - pause.last_activity > timeout:
+                    print(
+                        f"bridge: no client continued pid {os.getpid()} within {timeout:g}s; resuming",
+                        file=sys.__stderr__,
+                    )
+                    break
+                continue
+            pause.last_activity = time.monotonic()
+            resume = _run_op(pause, push, identity, request_id, op, args, values)
+            if resume is not None:
+                action = resume
+                break
+    finally:
+        server.unregister_pause(pause, action)
+        push.close()
+    return action
+
+
+def _run_op(pause: Pause, push: zmq.Socket, identity: bytes, request_id: Any, op: str,
+            args: Dict[str, Any], values: Sequence[Any]) -> Optional[str]:
+    """Run one frame op on this thread and send its reply. Returns a resume action or None."""
+    try:
+        result = FRAME_OPS[op](pause, args, values)
+        reply = result if isinstance(result, Reply) else Reply(result=result)
+        try:
+            frames_out = encode_reply(request_id, reply)
+        except Exception as exc:
+            raise OpError("Unpicklable", f"the result cannot be sent: {type(exc).__name__}: {exc}") from None
+    except OpError as exc:
+        frames_out = encode_error(request_id, exc.kind, str(exc))
+    except BaseException as exc:  # user code raised (even SystemExit): an error reply, the job goes on
+        frames_out = encode_error(request_id, type(exc).__name__, _exc_message(exc), _user_traceback(exc))
+    push.send_multipart([TAG_REPLY, identity, *frames_out], copy=False)
+    return RESUME_OPS.get(op)
+
+
+def _exc_message(exc: BaseException) -> str:
+    return "".join(traceback.format_exception_only(type(exc), exc)).strip()
+
+
+def _user_traceback(exc: BaseException) -> str:
+    """The traceback without framebridge's own frames (they are noise to the user)."""
+    tb = exc.__traceback__
+    while tb is not None and _is_internal(tb.tb_frame):
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))
+
+
+# --- watch expressions (process-wide, evaluated at every pause) ---------------------------
+
+_watches: Dict[str, Any] = {}
+
+
+def evaluate_watches(frame: FrameType, exprs: Sequence[str]) -> Dict[str, str]:
+    """repr of each watch expression in ``frame`` (errors shown as text, never raised)."""
+    out = {}
+    for expr in exprs:
+        try:
+            value = frame_access.run_code(frame, compile(expr, "<watch>", "eval"), eval_mode=True)
+            out[expr] = summarize(value)["repr"]
+        except Exception as exc:
+            out[expr] = f"<{type(exc).__name__}: {exc}>"
+    return out
+
+
+# --- summaries ---------------------------------------------------------------------------------
+
+REPR_LIMIT = 120
+
+
+def safe_repr(value: Any, limit: int = REPR_LIMIT) -> str:
+    """A short repr that never raises (a broken __repr__ must not break `locals`)."""
+    try:
+        text = repr(value)
+    except Exception as exc:
+        text = f"<{type(value).__name__} object; repr failed: {type(exc).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def value_size(value: Any) -> Optional[int]:
+    """Bytes of data behind a value: nbytes for arrays, memory_usage for frames, else getsizeof."""
+    try:
+        nbytes = getattr(value, "nbytes", None)
+        if isinstance(nbytes, int):
+            return nbytes
+        mem = getattr(value, "memory_usage", None)
+        if callable(mem) and type(value).__name__ in ("DataFrame", "Series"):
+            total = mem(deep=False)
+            return int(total.sum()) if hasattr(total, "sum") else int(total)
+        return sys.getsizeof(value)
+    except Exception:
+        return None
+
+
+def summarize(value: Any) -> Dict[str, Any]:
+    """Type, short repr and size of a value, without sending it."""
+    cls = type(value)
+    out: Dict[str, Any] = {
+        "type": cls.__name__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}",
+        "repr": safe_repr(value),
+        "size": value_size(value),
+    }
+    shape = getattr(value, "shape", None)
+    if isinstance(shape, tuple):
+        out["shape"] = list(shape)
+    else:
+        try:
+            if isinstance(value, (list, tuple, dict, set, frozenset, str, bytes)):
+                out["len"] = len(value)
+        except Exception:
+            pass
+    return out
+
+
+# --- frame ops ---------------------------------------------------------------------------------
+
+
+def _compile(source: str, mode: str) -> Any:
+    return compile(source, "<remote>", mode)
+
+
+@frame_op("stack")
+def _op_stack(pause: Pause, args: Dict[str, Any], values: Sequence[Any]) -> Dict[str, Any]:
+    return {
+        "thread": pause.thread_id,
+        "pause_id": pause.pause_id,
+        "reason": pause.reason,
+        "frames": [dict(frame_access.frame_label(f), index=i) for i, f in enumerate(pause.frames)],
+    }
+
+
+@frame_op("locals")
+def _op_locals(pause: Pause, args: Dict[str, Any], values: Sequence[Any]) -> Dict[str, Any]:
+    frame = pause.frame(args)
+    ns = frame_access.read_locals(frame)
+    if frame_access.is_module_frame(frame):
+        ns = {k: v for k, v in ns.items() if not (k.startswith("__") and k.endswith("__"))}
+    return {name: summarize(value) for name, value in ns.items()}
+
+
+@frame_op("eval")
+def _op_eval(pause: Pause, args: Dict[str, Any], values: Sequence[Any]) -> Reply:
+    frame = pause.frame(args)
+    code = _compile(arg(args, "expr", str), "eval")
+    with captured_output() as out:
+        value = frame_access.run_code(frame, code, eval_mode=True)
+    return Reply(result={"output": out.getvalue()}, value=value)
+
+
+@frame_op("exec")
+def _op_exec(pause: Pause, args: Dict[str, Any], values: Sequence[Any]) -> Dict[str, Any]:
+    frame = pause.frame(args)
+    code = _compile(arg(args, "code", str), "exec")
+    with captured_output() as out:
+        frame_access.run_code(frame, code, eval_mode=False)
+    return {"output": out.getvalue()}
+
+
+@frame_op("get")
+def _op_get(pause: Pause, args: Dict[str, Any], values: Sequence[Any]) -> Reply:
+    frame = pause.frame(args)
+    names = str_list(args, "names")
+    ns = frame_access.read_locals(frame)
+    missing = [n for n in names if n not in ns]
+    if missing:
+        raise OpError("NameError", f"not defined in {frame.f_code.co_name}: {', '.join(missing)}")
+    return Reply(value={n: ns[n] for n in names})
+
+
+@frame_op("set")
+def _op_set(pause: Pause, args: Dict[str, Any], values: Sequence[Any]) -> Dict[str, Any]:
+    frame = pause.frame(args)
+    deletes = str_list(args, "delete", [])
+    updates = wire.load_value(values) if values else {}
+    if not isinstance(updates, dict):
+        raise OpError("BadRequest", "set expects a dict of name -> value")
+    try:
+        frame_access.write_locals(frame, updates, deletes)
+    except frame_access.FrameWriteError as exc:
+        raise OpError("FrameWriteError", str(exc)) from None
+    return {"set": sorted(updates), "deleted": sorted(deletes)}
+
+
+def _resume_op(pause: Pause, args: Dict[str, Any], values: Sequence[Any]) -> Dict[str, Any]:
+    return {"thread": pause.thread_id}
+
+
+for _name in RESUME_OPS:
+    frame_op(_name)(_resume_op)
+
+
+# --- threads ---------------------------------------------------------------------------------
+
+
+def describe_threads(server: Server) -> List[Dict[str, Any]]:
+    """Every thread of the process: id, name, paused or running, and where it is."""
+    paused = {p.thread_id: p for p in server.paused_threads()}
+    current = sys._current_frames()
+    out = []
+    for thread in threading.enumerate():
+        ident = thread.ident
+        if ident is None or thread is server.thread or thread is getattr(server.auth, "thread", None):
+            continue
+        entry: Dict[str, Any] = {"thread": ident, "name": thread.name, "daemon": thread.daemon,
+                                 "main": thread is threading.main_thread()}
+        if ident in paused:
+            entry.update(state="paused", **{k: v for k, v in paused[ident].describe().items() if k != "thread"})
+        else:
+            frames = user_frames(current.get(ident))
+            entry["state"] = "running"
+            if frames:
+                entry.update(frame_access.frame_label(frames[0]))
+        out.append(entry)
+    return out

@@ -1,0 +1,419 @@
+"""The server thread: one CURVE ROUTER socket, authentication, routing, pause events.
+
+The server thread only moves messages. A frame operation is handed to the paused thread
+that owns the frame (see pause.py); that thread runs it and sends the reply back through
+an inproc PUSH socket of its own, which the server thread forwards to the client. So user
+code raised by an ``eval`` is an error reply, never a dead server.
+
+Clients connect a DEALER socket. Two kinds of client identity exist: request sockets
+(any op) and event sockets (which send ``subscribe`` and then only receive events).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import sys
+import threading
+import time
+import traceback
+from typing import Any, Dict, List, Optional, Sequence
+
+import zmq
+from zmq.auth.thread import ThreadAuthenticator
+
+from . import keys, wire
+from .ops import FRAME_OPS, NO_VALUE, SERVER_OPS, OpError, Reply, arg, server_op
+
+log = logging.getLogger("bridge")
+
+INTERNAL_ENDPOINT = "inproc://bridge-internal-{}"
+#: Heartbeats make ZeroMQ drop a peer that vanished without closing (a killed notebook).
+HEARTBEAT_IVL_MS = 1000
+HEARTBEAT_TIMEOUT_MS = 5000
+MAX_SUBSCRIBERS = 64
+
+# Tags of internal messages (first frame) from paused threads to the server thread.
+TAG_REPLY = b"R"
+TAG_EVENT = b"E"
+TAG_STOP = b"S"
+
+
+class _KeyPolicy:
+    """ZAP credentials provider: admit only authorized client keys, log every refusal."""
+
+    def __init__(self) -> None:
+        self._keys = keys.authorized_keys()
+        self._loaded = time.monotonic()
+
+    def callback(self, domain: str, client_key: bytes) -> bool:
+        # Re-read at most once a second so `framebridge keys --authorize` applies to
+        # running targets without letting a flood of handshakes hammer the disk.
+        now = time.monotonic()
+        if now - self._loaded > 1.0:
+            try:
+                self._keys = keys.authorized_keys()
+            except Exception as exc:  # a broken file must not open the door
+                log.warning("bridge: cannot read authorized keys (%s); keeping the previous set", exc)
+            self._loaded = now
+        key = client_key.decode("ascii", "replace")
+        if key in self._keys:
+            return True
+        log.warning("bridge: refused a client with an unauthorized key %s", keys.fingerprint(key))
+        return False
+
+
+class Server:
+    """Owns the ROUTER socket and the thread that serves it. One per process."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.pid = os.getpid()
+        self.context = zmq.Context()  # our own: never share the user's zmq context
+        self.auth = ThreadAuthenticator(self.context, log=logging.getLogger("bridge.zap"))
+        self.auth.start()
+        self.auth.configure_curve_callback("*", credentials_provider=_KeyPolicy())
+        public, secret = zmq.curve_keypair()
+        self.public_key = public.decode("ascii")
+
+        self.router = self.context.socket(zmq.ROUTER)
+        self.router.curve_server = True
+        self.router.curve_publickey = public
+        self.router.curve_secretkey = secret
+        self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self.router.setsockopt(zmq.MAXMSGSIZE, wire.MAX_MESSAGE_BYTES)
+        self.router.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
+        self.router.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
+        self.router.setsockopt(zmq.LINGER, 0)
+        if ":" in host and not host.startswith("["):
+            self.router.setsockopt(zmq.IPV6, 1)
+            bind_host = f"[{host}]"
+        else:
+            bind_host = host
+        if port:
+            self.router.bind(f"tcp://{bind_host}:{port}")
+        else:
+            port = self.router.bind_to_random_port(f"tcp://{bind_host}")
+        self.endpoint = f"tcp://{bind_host}:{port}"
+        self.host = host
+
+        self.internal_endpoint = INTERNAL_ENDPOINT.format(id(self))
+        self.internal = self.context.socket(zmq.PULL)
+        self.internal.bind(self.internal_endpoint)
+        self._push_lock = threading.Lock()
+        self._push = self.context.socket(zmq.PUSH)  # for threads that are not paused
+        self._push.connect(self.internal_endpoint)
+
+        self.subscribers: Dict[bytes, float] = {}
+        self.clients_seen = 0
+        self.pauses: Dict[int, Any] = {}  # thread id -> pause.Pause
+        self._pauses_lock = threading.Lock()
+        self.pause_counter = 0
+        self.started = time.time()
+        self.thread = threading.Thread(target=self._run, name="bridge-server", daemon=True)
+        self._stopped = threading.Event()
+        self.connection_file = None
+        self._write_connection_file()
+        self.thread.start()
+
+    # --- called from any thread ------------------------------------------------------
+
+    def post(self, tag: bytes, frames: Sequence[Any]) -> None:
+        """Hand frames to the server thread from a thread that has no socket of its own."""
+        with self._push_lock:
+            self._push.send_multipart([tag, *frames], copy=False)
+
+    def broadcast(self, event: str, body: Dict[str, Any]) -> None:
+        """Push an event to every subscribed client."""
+        header = dict(body, event=event, time=time.time())
+        self.post(TAG_EVENT, wire.make_message(header))
+
+    def register_pause(self, pause: Any) -> None:
+        """A thread paused: make it routable, tell clients and the connection file."""
+        with self._pauses_lock:
+            self.pause_counter += 1
+            pause.pause_id = self.pause_counter
+            self.pauses[pause.thread_id] = pause
+        self.broadcast("paused", pause.describe())
+        self._write_connection_file()
+
+    def unregister_pause(self, pause: Any, action: str) -> None:
+        """A thread resumed."""
+        with self._pauses_lock:
+            if self.pauses.get(pause.thread_id) is pause:
+                del self.pauses[pause.thread_id]
+        self.broadcast("resumed", {"thread": pause.thread_id, "pause_id": pause.pause_id, "action": action})
+        self._write_connection_file()
+
+    def paused_threads(self) -> List[Any]:
+        """Snapshot of the current pauses."""
+        with self._pauses_lock:
+            return list(self.pauses.values())
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stop serving, remove the connection file. Safe to call twice."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        if self.thread.is_alive() and threading.current_thread() is not self.thread:
+            try:
+                self.post(TAG_STOP, [b""])
+            except zmq.ZMQError:
+                pass
+            self.thread.join(timeout)
+        self._remove_connection_file()
+        try:
+            self.auth.stop()
+        except Exception:
+            pass
+
+    # --- connection file ---------------------------------------------------------------
+
+    def connection_info(self) -> Dict[str, Any]:
+        """What clients need to find and trust this process."""
+        return {
+            "endpoint": self.endpoint,
+            "server_key": self.public_key,
+            "pid": self.pid,
+            "argv": list(sys.argv),
+            "python": keys.python_description(),
+            "executable": sys.executable,
+            "cwd": os.getcwd(),
+            "started": self.started,
+            "paused": [p.describe() for p in self.paused_threads()],
+        }
+
+    def _write_connection_file(self) -> None:
+        if self._stopped.is_set() or os.getpid() != self.pid:
+            return
+        try:
+            self.connection_file = keys.write_connection_file(self.connection_info())
+        except OSError as exc:  # a full disk must not break the job
+            log.warning("bridge: cannot write connection file: %s", exc)
+
+    def _remove_connection_file(self) -> None:
+        if self.connection_file is not None and os.getpid() == self.pid:
+            try:
+                self.connection_file.unlink()
+            except FileNotFoundError:
+                pass
+
+    # --- the server thread -----------------------------------------------------------
+
+    def _run(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self.router, zmq.POLLIN)
+        poller.register(self.internal, zmq.POLLIN)
+        while True:
+            try:
+                ready = dict(poller.poll())
+            except zmq.ZMQError as exc:
+                if exc.errno == zmq.ETERM:
+                    break
+                raise
+            if self.internal in ready:
+                if not self._drain_internal():
+                    break
+            if self.router in ready:
+                self._drain_router()
+        for sock in (self.router, self.internal, self._push):
+            sock.close(linger=0)
+
+    def _drain_internal(self) -> bool:
+        while True:
+            try:
+                tag, *frames = self.internal.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return True
+            tag = tag.bytes
+            if tag == TAG_STOP:
+                return False
+            if tag == TAG_REPLY:
+                identity, *msg = frames
+                self._send(identity.bytes, msg)
+            elif tag == TAG_EVENT:
+                for identity in list(self.subscribers):
+                    self._send(identity, frames)
+
+    def _drain_router(self) -> None:
+        for _ in range(1000):  # bounded: let internal traffic (replies) through too
+            try:
+                identity, *frames = self.router.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            self._handle(identity.bytes, frames)
+
+    def _send(self, identity: bytes, frames: Sequence[Any]) -> None:
+        try:
+            self.router.send_multipart([identity, *frames], copy=False)
+        except zmq.ZMQError as exc:
+            if exc.errno == zmq.EHOSTUNREACH:  # the client went away
+                self.subscribers.pop(identity, None)
+            else:
+                log.warning("bridge: send failed: %s", exc)
+
+    def reply(self, identity: bytes, request_id: Any, reply: Reply) -> None:
+        """Send a successful reply (server thread only)."""
+        self._send(identity, encode_reply(request_id, reply))
+
+    def reply_error(self, identity: bytes, request_id: Any, kind: str, message: str, tb: str = "") -> None:
+        """Send an error reply (server thread only)."""
+        self._send(identity, encode_error(request_id, kind, message, tb))
+
+    def _handle(self, identity: bytes, frames: List[Any]) -> None:
+        try:
+            header, values = wire.split_message(frames)
+        except wire.ProtocolError as exc:
+            self.reply_error(identity, _salvage_id(frames), "ProtocolError", str(exc))
+            return
+        request_id = header.get("id")
+        if not isinstance(request_id, (int, str)) or isinstance(request_id, bool):
+            self.reply_error(identity, None, "ProtocolError", "header needs an integer or string 'id'")
+            return
+        op = header.get("op")
+        args = header.get("args", {})
+        try:
+            if not isinstance(op, str):
+                raise OpError("ProtocolError", "header needs a string 'op'")
+            if op in SERVER_OPS:
+                result = SERVER_OPS[op](self, args, values, identity)
+                if result is not _DEFERRED:
+                    self.reply(identity, request_id, _as_reply(result))
+            elif op in FRAME_OPS:
+                self._route_to_pause(identity, request_id, op, args, values)
+            else:
+                raise OpError("UnknownOp", f"unknown op {op!r}")
+        except OpError as exc:
+            self.reply_error(identity, request_id, exc.kind, str(exc))
+        except Exception as exc:  # a bug in a handler must not kill the server thread
+            self.reply_error(identity, request_id, type(exc).__name__, str(exc), traceback.format_exc())
+
+    def _route_to_pause(self, identity: bytes, request_id: Any, op: str, args: Dict[str, Any], values: List[Any]) -> None:
+        thread_id = arg(args, "thread", int, None)
+        pauses = self.paused_threads()
+        if thread_id is None:
+            if not pauses:
+                raise OpError("NotPaused", "no thread of this process is paused")
+            pause = pauses[0]
+        else:
+            pause = self.pauses.get(thread_id)
+            if pause is None:
+                raise OpError("NotPaused", f"thread {thread_id} is not paused")
+        expected = arg(args, "pause_id", int, None)
+        if expected is not None and expected != pause.pause_id:
+            raise OpError(
+                "NotPaused",
+                f"thread {pause.thread_id} resumed since pause {expected} (now at pause {pause.pause_id})",
+            )
+        pause.submit(identity, request_id, op, args, values)
+
+
+_DEFERRED = object()  # a server op that replies later, by itself
+
+
+def _salvage_id(frames: List[Any]) -> Any:
+    """Best effort: the request id of a message whose header failed validation."""
+    try:
+        import json
+
+        data = json.loads(bytes(frames[0].buffer if hasattr(frames[0], "buffer") else frames[0]))
+        rid = data.get("id") if isinstance(data, dict) else None
+        return rid if isinstance(rid, (int, str)) and not isinstance(rid, bool) else None
+    except Exception:
+        return None
+
+
+def _as_reply(result: Any) -> Reply:
+    return result if isinstance(result, Reply) else Reply(result=result)
+
+
+def encode_reply(request_id: Any, reply: Reply) -> List[Any]:
+    """Frames of a successful reply. Pickling errors propagate to the caller."""
+    frames = reply.frames
+    if frames is None and reply.value is not NO_VALUE:
+        frames = wire.dump_value(reply.value)
+    return wire.make_message({"id": request_id, "ok": True, "result": reply.result}, frames)
+
+
+def encode_error(request_id: Any, kind: str, message: str, tb: str = "") -> List[Any]:
+    """Frames of an error reply."""
+    return wire.make_message(
+        {"id": request_id, "ok": False, "error": {"type": kind, "message": message, "traceback": tb}}
+    )
+
+
+# --- the process-wide server -------------------------------------------------------------
+
+_server: Optional[Server] = None
+_server_lock = threading.Lock()
+
+
+def get_server(host: Optional[str] = None, port: Optional[int] = None) -> Server:
+    """The process's server, started on first use (BRIDGE_HOST / BRIDGE_PORT apply)."""
+    global _server
+    with _server_lock:
+        if _server is None or _server.pid != os.getpid():
+            host = host or os.environ.get("BRIDGE_HOST") or "127.0.0.1"
+            if port is None:
+                port = int(os.environ.get("BRIDGE_PORT") or 0)
+            from .ops import load_all
+
+            load_all()
+            _server = Server(host, port)
+            atexit.register(_server.stop)
+        return _server
+
+
+def current_server() -> Optional[Server]:
+    """The running server of this process, if any (no start)."""
+    return _server if _server is not None and _server.pid == os.getpid() else None
+
+
+def _forget_server_in_child() -> None:
+    # A forked child has the parent's objects but none of its threads: start afresh.
+    global _server, _server_lock
+    _server = None
+    _server_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_server_in_child)
+
+
+# --- server ops ----------------------------------------------------------------------------
+
+
+@server_op("hello")
+def _op_hello(server: Server, args: Dict[str, Any], values: Sequence[Any], identity: bytes) -> Dict[str, Any]:
+    server.clients_seen += 1
+    info = server.connection_info()
+    info["protocol"] = wire.PROTOCOL_VERSION
+    return info
+
+
+@server_op("subscribe")
+def _op_subscribe(server: Server, args: Dict[str, Any], values: Sequence[Any], identity: bytes) -> Dict[str, Any]:
+    server.clients_seen += 1
+    if identity not in server.subscribers and len(server.subscribers) >= MAX_SUBSCRIBERS:
+        oldest = min(server.subscribers, key=server.subscribers.__getitem__)
+        del server.subscribers[oldest]
+    server.subscribers[identity] = time.monotonic()
+    return {"paused": [p.describe() for p in server.paused_threads()]}
+
+
+@server_op("unsubscribe")
+def _op_unsubscribe(server: Server, args: Dict[str, Any], values: Sequence[Any], identity: bytes) -> None:
+    server.subscribers.pop(identity, None)
+    return None
+
+
+@server_op("status")
+def _op_status(server: Server, args: Dict[str, Any], values: Sequence[Any], identity: bytes) -> Dict[str, Any]:
+    return {"pid": server.pid, "paused": [p.describe() for p in server.paused_threads()]}
+
+
+@server_op("threads")
+def _op_threads(server: Server, args: Dict[str, Any], values: Sequence[Any], identity: bytes) -> List[Dict[str, Any]]:
+    from .pause import describe_threads
+
+    return describe_threads(server)

@@ -1,0 +1,54 @@
+"""Glue between the pause loop and the tracing engine (breakpoints, stepping, pause).
+
+The engine (tracing.py) knows nothing about sockets; this module hands it the pause loop
+as its stop handler, and hands it stepping requests after a pause.
+"""
+
+from __future__ import annotations
+
+from types import FrameType
+from typing import Any, Dict
+
+
+def after_pause(frame: FrameType, action: str) -> None:
+    """Arm stepping for this thread if the client asked for step/next/step_out."""
+    if action == "continue":
+        return
+    engine = _engine()
+    if engine is not None:
+        engine.arm(frame, action)
+
+
+def enable_pause_on_demand() -> None:
+    """Prepare this process so that a client can pause it (signal handler before 3.12)."""
+    engine = _engine()
+    if engine is not None and hasattr(engine, "install_signal_handler"):
+        try:
+            engine.install_signal_handler()
+        except Exception:  # pausing on demand is a convenience; never break the job for it
+            pass
+
+
+def _engine() -> Any:
+    try:
+        from .tracing import get_debugger
+    except ImportError:
+        return None
+    debugger = get_debugger()
+    _install_stop_handler(debugger)
+    return debugger
+
+
+_installed: Dict[int, bool] = {}
+
+
+def _install_stop_handler(debugger: Any) -> None:
+    if _installed.get(id(debugger)):
+        return
+    from . import pause
+
+    def on_stop(frame: FrameType, reason: str, info: Dict[str, Any]) -> str:
+        return pause.serve(pause.user_frames(frame), reason, info=info)
+
+    debugger.set_stop_handler(on_stop)
+    _installed[id(debugger)] = True

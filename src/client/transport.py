@@ -1,0 +1,210 @@
+"""One authenticated CURVE connection to a target, with honest failure reporting.
+
+ZeroMQ hides connection trouble: a DEALER with the wrong server key reconnects every
+100 ms forever, and a request to a dead peer simply waits. A :class:`Channel` watches
+its socket's monitor events so that a refused key becomes :class:`AuthenticationError`
+at once (and the socket is closed: no retry storm), and a dead target becomes
+:class:`SessionLost` within seconds.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import zmq
+from zmq.utils.monitor import parse_monitor_message
+
+from bridge import keys, wire
+
+from .errors import AuthenticationError, RequestTimeout, SessionLost, error_from_reply
+
+#: Slice of every blocking poll, so Ctrl-C and liveness checks get a turn.
+POLL_SLICE_MS = 100
+HEARTBEAT_IVL_MS = 1000
+HEARTBEAT_TIMEOUT_MS = 5000
+
+_AUTH_FAILURES = {
+    zmq.EVENT_HANDSHAKE_FAILED_AUTH: "the target refused our client key {key}: it is not in the "
+    "target's authorized keys (run `framebridge keys` on both sides)",
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "the target did not prove it holds the server key from its "
+    "connection file (a tampered or stale connection file, or another process on that port)",
+    zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "the CURVE handshake failed (protocol error: not a framebridge "
+    "target, or a plaintext peer)",
+}
+
+_request_ids = itertools.count(1)
+
+
+class Channel:
+    """A CURVE DEALER socket to one target, plus its monitor. Not thread-safe by itself."""
+
+    def __init__(self, context: zmq.Context, info: Dict[str, Any], keypair: keys.KeyPair) -> None:
+        self.info = info
+        self.pid = int(info["pid"])
+        self.endpoint = info["endpoint"]
+        self.local = _is_loopback(self.endpoint)
+        self.keypair = keypair
+        self.socket = context.socket(zmq.DEALER)
+        self.socket.curve_serverkey = info["server_key"].encode("ascii")
+        self.socket.curve_publickey = keypair.public.encode("ascii")
+        self.socket.curve_secretkey = keypair.secret.encode("ascii")
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
+        self.socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
+        if self.endpoint.startswith("tcp://["):
+            self.socket.setsockopt(zmq.IPV6, 1)
+        self.monitor = self.socket.get_monitor_socket(
+            zmq.EVENT_HANDSHAKE_SUCCEEDED
+            | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+            | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+            | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+            | zmq.EVENT_DISCONNECTED
+        )
+        self.socket.connect(self.endpoint)
+        self.connected = False
+        self.closed = False
+        self.failure: Optional[Exception] = None
+        self.handshakes = 0
+        self.abandoned: set = set()
+        self._last_alive_check = 0.0
+
+    # --- failure detection -----------------------------------------------------------
+
+    def check_events(self) -> None:
+        """Read monitor events; raise AuthenticationError/SessionLost when they say so."""
+        while True:
+            try:
+                msg = self.monitor.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            except zmq.ZMQError:
+                break
+            event = parse_monitor_message(msg)["event"]
+            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self.connected = True
+                self.handshakes += 1
+            elif event in _AUTH_FAILURES:
+                text = _AUTH_FAILURES[event].format(key=keys.fingerprint(self.keypair.public))
+                self.fail(AuthenticationError(f"pid {self.pid} at {self.endpoint}: {text}"))
+            elif event == zmq.EVENT_DISCONNECTED:
+                self.connected = False
+        if self.failure is not None:
+            raise self.failure
+        now = time.monotonic()
+        if self.local and now - self._last_alive_check > 0.25:
+            self._last_alive_check = now
+            if not keys.process_alive(self.pid):
+                self.fail(SessionLost(f"the target process {self.pid} has exited"))
+                raise self.failure  # type: ignore[misc]
+
+    def fail(self, exc: Exception) -> None:
+        """Record a permanent failure and stop the socket from retrying."""
+        if self.failure is None:
+            self.failure = exc
+        self.close()
+
+    def close(self) -> None:
+        """Close the socket and its monitor (idempotent)."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self.socket.disable_monitor()
+        except zmq.ZMQError:
+            pass
+        self.monitor.close(linger=0)
+        self.socket.close(linger=0)
+
+    # --- request / reply -----------------------------------------------------------------
+
+    def send(self, op: str, args: Optional[Dict[str, Any]] = None, value_frames: Optional[List[Any]] = None) -> int:
+        """Send a request; return its id."""
+        if self.failure is not None:
+            raise self.failure
+        if self.closed:
+            raise SessionLost("the session is closed")
+        request_id = next(_request_ids)
+        msg = wire.make_message({"id": request_id, "op": op, "args": args or {}}, value_frames)
+        self.socket.send_multipart(msg, copy=False)
+        return request_id
+
+    def receive(self, timeout: Optional[float], *, want_id: Optional[int] = None,
+                on_other: Optional[Callable[[Dict[str, Any], List[Any]], None]] = None
+                ) -> Tuple[Dict[str, Any], List[Any]]:
+        """Wait for the reply to ``want_id`` (or any message if None); errors raise.
+
+        ``timeout`` None waits without limit (still ending on a dead target or Ctrl-C).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        poller = zmq.Poller()
+        poller.register(self.socket, zmq.POLLIN)
+        poller.register(self.monitor, zmq.POLLIN)
+        while True:
+            self.check_events()
+            remaining_ms = POLL_SLICE_MS
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    if want_id is not None:
+                        self.abandoned.add(want_id)
+                    raise RequestTimeout(
+                        f"pid {self.pid} did not answer within {timeout:g}s (still running a long "
+                        f"operation? pass a larger timeout)"
+                    )
+                remaining_ms = min(POLL_SLICE_MS, max(1, int(left * 1000)))
+            try:
+                events = dict(poller.poll(remaining_ms))
+            except KeyboardInterrupt:
+                if want_id is not None:
+                    self.abandoned.add(want_id)
+                raise
+            if self.socket not in events:
+                continue
+            frames = self.socket.recv_multipart(copy=False)
+            header, values = wire.split_message(frames)
+            rid = header.get("id")
+            if want_id is not None and rid != want_id:
+                if rid in self.abandoned:
+                    self.abandoned.discard(rid)
+                elif on_other is not None:
+                    on_other(header, values)
+                continue
+            if not header.get("ok", True) and "error" in header:
+                raise error_from_reply(header["error"])
+            return header, values
+
+    def request(self, op: str, args: Optional[Dict[str, Any]] = None, value_frames: Optional[List[Any]] = None,
+                timeout: Optional[float] = 30.0) -> Tuple[Any, List[Any]]:
+        """Send a request and wait for its reply: (result, value frames)."""
+        request_id = self.send(op, args, value_frames)
+        try:
+            header, values = self.receive(timeout, want_id=request_id)
+        except BaseException:
+            self.abandoned.add(request_id)
+            raise
+        return header.get("result"), values
+
+
+def _is_loopback(endpoint: str) -> bool:
+    host = endpoint.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
+    return host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.")
+
+
+def handshake(channel: Channel, timeout: float) -> Dict[str, Any]:
+    """Say hello; AuthenticationError within ~ms on a refused key, SessionLost on silence."""
+    try:
+        result, _ = channel.request("hello", {"client_pid": os.getpid()}, timeout=timeout)
+    except RequestTimeout:
+        channel.close()
+        raise SessionLost(
+            f"pid {channel.pid} at {channel.endpoint} did not answer within {timeout:g}s"
+        ) from None
+    return result
+
+
+def sequence_or_empty(values: Sequence[Any]) -> List[Any]:
+    """Value frames as a list (helper for callers that may get None)."""
+    return list(values or [])
