@@ -21,11 +21,15 @@ frame but not to the function's compiled code, which looks that name up as a glo
 from __future__ import annotations
 
 import ctypes
+import inspect
 import sys
 from types import FrameType
 from typing import Any, Dict, Iterable, Mapping
 
 PEP667 = sys.version_info >= (3, 13)
+#: 3.12 turns a deleted fast local into None (with a RuntimeWarning) rather than unbind a
+#: variable its LOAD_FAST assumes bound; 3.13+ refuses outright. Either way: refuse first.
+CAN_DELETE_FAST_LOCALS = sys.version_info < (3, 12)
 
 if not PEP667:
     _locals_to_fast = ctypes.pythonapi.PyFrame_LocalsToFast
@@ -38,13 +42,12 @@ class FrameWriteError(Exception):
 
 
 def is_module_frame(frame: FrameType) -> bool:
-    """True for a frame whose locals are its globals (module or exec-at-top-level)."""
-    return frame.f_locals is frame.f_globals if not PEP667 else _proxy_is_globals(frame)
+    """True for a frame whose variables live in a plain dict (module, class body, exec).
 
-
-def _proxy_is_globals(frame: FrameType) -> bool:
-    # On 3.13+ a module frame's f_locals is the globals dict itself, not a proxy.
-    return isinstance(frame.f_locals, dict) and frame.f_locals is frame.f_globals
+    Decided from the code flags, never by reading ``f_locals``: on 3.12 and before, each
+    read of a function frame's ``f_locals`` re-snapshots it.
+    """
+    return not frame.f_code.co_flags & inspect.CO_OPTIMIZED
 
 
 def read_locals(frame: FrameType) -> Dict[str, Any]:
@@ -54,7 +57,19 @@ def read_locals(frame: FrameType) -> Dict[str, Any]:
 
 def can_delete(frame: FrameType) -> bool:
     """Whether this Python can delete a variable of ``frame``."""
-    return not PEP667 or is_module_frame(frame)
+    return CAN_DELETE_FAST_LOCALS or is_module_frame(frame)
+
+
+def _refuse_fast_deletes(frame: FrameType, deletes: Iterable[str]) -> None:
+    code = frame.f_code
+    fast = set(code.co_varnames) | set(code.co_cellvars) | set(code.co_freevars)
+    real = [n for n in deletes if n in fast]
+    if real:
+        raise FrameWriteError(
+            f"Python {sys.version_info.major}.{sys.version_info.minor} cannot delete the local "
+            f"variable(s) {', '.join(real)} of a running function (only 3.11 and older can); "
+            f"assign None instead"
+        )
 
 
 def write_locals(
@@ -72,7 +87,7 @@ def write_locals(
         if not isinstance(name, str) or not name.isidentifier():
             raise FrameWriteError(f"{name!r} is not a valid variable name")
     if is_module_frame(frame):
-        ns = frame.f_globals
+        ns = frame.f_locals  # the real dict: globals for a module, the namespace for a class body
         missing = [n for n in deletes if n not in ns]
         if missing:
             raise FrameWriteError(f"cannot delete {', '.join(missing)}: not defined")
@@ -83,16 +98,7 @@ def write_locals(
     if PEP667:
         proxy = frame.f_locals
         if deletes:
-            fast = set(frame.f_code.co_varnames) | set(frame.f_code.co_cellvars) | set(
-                frame.f_code.co_freevars
-            )
-            real = [n for n in deletes if n in fast]
-            if real:
-                raise FrameWriteError(
-                    f"Python {sys.version_info.major}.{sys.version_info.minor} cannot delete the "
-                    f"local variable(s) {', '.join(real)} of a running function (PEP 667); "
-                    f"assign None instead"
-                )
+            _refuse_fast_deletes(frame, deletes)
             missing = [n for n in deletes if n not in proxy]
             if missing:
                 raise FrameWriteError(f"cannot delete {', '.join(missing)}: not defined")
@@ -101,6 +107,8 @@ def write_locals(
         for name in deletes:
             del proxy[name]  # extra (non-fast) locals only, checked above
         return
+    if not CAN_DELETE_FAST_LOCALS:
+        _refuse_fast_deletes(frame, deletes)
     snapshot = frame.f_locals  # the one read: from here to the push, no other read
     missing = [n for n in deletes if n not in snapshot]
     if missing:
@@ -120,8 +128,7 @@ def run_code(frame: FrameType, code: Any, *, eval_mode: bool) -> Any:
     go to the locals; a ``global`` statement's assignment goes to the real globals.
     """
     if is_module_frame(frame):
-        ns = frame.f_globals
-        return eval(code, ns) if eval_mode else exec(code, ns)
+        return eval(code, frame.f_globals, frame.f_locals) if eval_mode else exec(code, frame.f_globals, frame.f_locals)
     real_globals = frame.f_globals
     local_ns = frame.f_locals  # ≤3.12: the one snapshot read; 3.13+: write-through proxy
     overlay = dict(real_globals)
