@@ -1,0 +1,244 @@
+"""The IPython magics in a REAL kernel (jupyter_client) against REAL target processes.
+
+One kernel serves the module (starting one costs ~1 s); each test points it at that
+test's private key and runtime dirs first, and detaches at the end.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import queue
+import sys
+import time
+from typing import Any, Dict, Iterator, List, Tuple
+
+import pytest
+
+pytestmark = pytest.mark.kernel
+
+jupyter_client = pytest.importorskip("jupyter_client")
+pytest.importorskip("ipykernel")
+
+CELL_TIMEOUT = 60.0
+
+PAUSED_JOB = """
+import bridge
+
+def job():
+    data = {"a": [1, [2, 3]], "b": {"c": 1}}
+    n = 5
+    label = "orig"
+    bridge.set_trace()
+    print("after", json.dumps(data, sort_keys=True), n, label, flush=True)
+
+import json
+job()
+"""
+
+
+class Kernel:
+    """A live kernel: run cells, collect their iopub outputs and reply (every wait bounded)."""
+
+    def __init__(self, km: Any, kc: Any) -> None:
+        self.km = km
+        self.kc = kc
+
+    def run(self, code: str, timeout: float = CELL_TIMEOUT) -> Tuple[Dict[str, Any], List[Dict[str, Any]]]:
+        msg_id = self.kc.execute(code)
+        outputs: List[Dict[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"cell did not finish within {timeout}s: {code[:60]!r}")
+            try:
+                msg = self.kc.get_iopub_msg(timeout=min(left, 1.0))
+            except queue.Empty:
+                continue
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            kind = msg["msg_type"]
+            if kind == "status" and msg["content"].get("execution_state") == "idle":
+                break
+            if kind in ("stream", "execute_result", "display_data", "error"):
+                outputs.append(dict(msg["content"], output_type=kind))
+        reply = self.kc.get_shell_msg(timeout=timeout)
+        while reply["parent_header"].get("msg_id") != msg_id:  # skip stale replies
+            reply = self.kc.get_shell_msg(timeout=timeout)
+        return reply["content"], outputs
+
+    def ok(self, code: str, timeout: float = CELL_TIMEOUT) -> List[Dict[str, Any]]:
+        """Run a cell that must succeed; return its outputs."""
+        reply, outputs = self.run(code, timeout)
+        assert reply["status"] == "ok", f"cell failed: {code!r}\n{_error_text(outputs)}"
+        return outputs
+
+
+def _error_text(outputs: List[Dict[str, Any]]) -> str:
+    return "\n".join(f"{o['ename']}: {o['evalue']}\n" + "\n".join(o.get("traceback", []))
+                     for o in outputs if o["output_type"] == "error")
+
+
+def stream(outputs: List[Dict[str, Any]], name: str = "stdout") -> str:
+    return "".join(o["text"] for o in outputs if o["output_type"] == "stream" and o["name"] == name)
+
+
+def result(outputs: List[Dict[str, Any]], mime: str = "text/plain") -> str:
+    found = [o["data"][mime] for o in outputs if o["output_type"] in ("execute_result", "display_data")
+             and mime in o["data"]]
+    assert found, f"no {mime} output in {outputs}"
+    return found[-1]
+
+
+@pytest.fixture(scope="module")
+def kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kernel]:
+    from jupyter_client import KernelManager
+
+    km = KernelManager(kernel_name="python3", ip="127.0.0.1")
+    env = dict(os.environ)
+    env.pop("BRIDGE_WAIT_TIMEOUT", None)
+    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    km.start_kernel(cwd=str(tmp_path_factory.mktemp("kernel")), env=env)
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=60)
+        k = Kernel(km, kc)
+        k.ok("%load_ext client")
+        yield k
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+@pytest.fixture
+def k(kernel: Kernel, bridge_dirs: Dict[str, Any]) -> Iterator[Kernel]:
+    """The module's kernel, pointed at this test's private config and runtime dirs."""
+    dirs = {"BRIDGE_CONFIG_DIR": str(bridge_dirs["config"]), "BRIDGE_RUNTIME_DIR": str(bridge_dirs["runtime"])}
+    kernel.ok(f"import os; os.environ.update({json.dumps(dirs)})")
+    yield kernel
+    kernel.run("import client as _c\n_s = _c.set_current_session(None)\n_s is not None and _s.close()")
+
+
+def _paused_target(target: Any, source: str = PAUSED_JOB) -> Any:
+    t = target(source)
+    t.wait_attachable()
+    return t
+
+
+def test_attach_and_where(k: Kernel, target: Any) -> None:
+    t = _paused_target(target)
+    out = k.ok(f"%attach {t.pid} --wait 20")
+    assert f"pid={t.pid}" in result(out)
+    assert "framebridge session" in result(out, "text/html")
+    assert str(t.pid) in stream(k.ok("print(client_pid := __import__('client').current_session().pid)"))
+
+    out = k.ok("%where")
+    html = result(out, "text/html")
+    assert "<table" in html and "job" in html and "fb-sel" in html  # the selected frame is marked
+    assert "[0] job at" in result(out)
+
+
+def test_attach_without_pid_picks_the_paused_process(k: Kernel, target: Any) -> None:
+    t = _paused_target(target)
+    deadline = time.monotonic() + 20  # the connection file says "paused" once the pause registered
+    while "paused" not in t.connection_file().read_text() or '"paused": []' in t.connection_file().read_text():
+        assert time.monotonic() < deadline, "target never reported its pause"
+        time.sleep(0.02)  # the file has no change notification
+    out = k.ok("%attach")
+    assert f"pid={t.pid}" in result(out)
+
+
+def test_magic_without_session_says_attach_first(k: Kernel) -> None:
+    reply, outputs = k.run("%where")
+    assert reply["status"] == "error"
+    assert reply["ename"] == "NoSession" and "%attach" in reply["evalue"]
+
+
+def test_remote_cell_runs_in_the_frame_and_shows_the_last_value(k: Kernel, target: Any) -> None:
+    t = _paused_target(target)
+    k.ok(f"%attach {t.pid} --wait 20")
+    out = k.ok("%%remote\nprint('inside', n, label)\nn = n + 1\nn * 10")
+    assert stream(out) == "inside 5 orig\n"
+    assert result(out) == "60"
+    out = k.ok("%%remote\ndata['a'][1].append(4)\nlabel = 'fixed'")
+    assert not [o for o in out if o["output_type"] == "execute_result"]  # no trailing expression, no value
+    reply, out = k.run("%%remote\n1/0")
+    assert reply["status"] == "error" and "ZeroDivisionError" in reply["evalue"]
+    k.ok("import client; client.current_session().cont()")
+    text = t.wait_output("after")
+    assert 'after {"a": [1, [2, 3, 4]], "b": {"c": 1}} 6 fixed' in text
+
+
+def test_playground_mutates_deeply_and_the_target_is_unchanged(k: Kernel, target: Any) -> None:
+    t = _paused_target(target)
+    k.ok(f"%attach {t.pid} --wait 20")
+    cell = (
+        "%%playground\n"
+        "data['a'][1].append(99)\n"        # nested in-place mutation
+        "del data['b']\n"                  # delete a key
+        "data['a'] = data['a'] + ['x']\n"  # rebind an item
+        "n = -1\n"                         # rebind a local
+        "label += ' changed'\n"
+        "import json, sys\n"
+        "json.dumps = None\n"              # mutate a module the job uses
+        "print('inside the copy:', data, n)\n"
+        "(data, n, label)"
+    )
+    out = k.ok(cell)
+    assert "inside the copy: {'a': [1, [2, 3, 99], 'x']} -1" in stream(out)
+    assert result(out) == "({'a': [1, [2, 3, 99], 'x']}, -1, 'orig changed')"
+
+    out = k.ok("%%remote\n(data, n, label, json.dumps.__name__)")
+    assert result(out) == "({'a': [1, [2, 3]], 'b': {'c': 1}}, 5, 'orig', 'dumps')"
+    k.ok("import client; client.current_session().cont()")
+    assert 'after {"a": [1, [2, 3]], "b": {"c": 1}} 5 orig' in t.wait_output("after")
+
+
+def test_playground_that_hangs_is_killed_and_the_target_goes_on(k: Kernel, target: Any) -> None:
+    t = _paused_target(target)
+    k.ok(f"%attach {t.pid} --wait 20")
+    started = time.monotonic()
+    reply, out = k.run("%%playground --timeout 1\nn = 0\nwhile True:\n    n += 1")
+    assert reply["status"] == "error"
+    assert "PlaygroundTimeout" in reply["evalue"] and "killed" in reply["evalue"]
+    assert time.monotonic() - started < 15
+    reply, out = k.run("%%playground\nprint('partial')\nraise KeyError('boom')")
+    assert reply["status"] == "error" and "KeyError" in reply["evalue"]
+    assert "partial" in stream(out)
+    assert result(k.ok("%%remote\nn")) == "5"  # the target still serves, unchanged
+    k.ok("import client; client.current_session().cont()")
+    t.wait_output("after")
+
+
+needs_mount = pytest.mark.skipif(importlib.util.find_spec("client.mount") is None,
+                                 reason="client.mount (jump_context) is not there yet")
+
+
+@needs_mount
+def test_jump_writes_back(k: Kernel, target: Any) -> None:
+    t = _paused_target(target)
+    k.ok(f"%attach {t.pid} --wait 20")
+    k.ok("n = 'notebook n'")  # a notebook variable the mount shadows
+    k.ok("%%jump\nn = n + 100\ndata['a'].append('nb')\nlabel = label.upper()")
+    assert result(k.ok("n")) == "'notebook n'"  # the notebook's own value is back
+    assert result(k.ok("%%remote\n(n, label, data['a'])")) == "(105, 'ORIG', [1, [2, 3], 'nb'])"
+    k.ok("import client; client.current_session().cont()")
+    assert 'after {"a": [1, [2, 3], "nb"], "b": {"c": 1}} 105 ORIG' in t.wait_output("after")
+
+
+@needs_mount
+def test_jump_discard_and_error_write_nothing(k: Kernel, target: Any) -> None:
+    t = _paused_target(target)
+    k.ok(f"%attach {t.pid} --wait 20")
+    out = k.ok("%%jump --discard\nn = 0\ndata['a'].clear()")
+    assert "discarded" in stream(out)
+    reply, out = k.run("%%jump\nn = 1\nraise ValueError('stop')")
+    assert "ValueError" in json.dumps(out)  # IPython showed the cell's error...
+    assert "the cell raised: nothing was written back" in stream(out, "stderr")  # ...and we said so
+    assert result(k.ok("%%remote\n(n, data['a'])")) == "(5, [1, [2, 3]])"
+    k.ok("import client; client.current_session().cont()")
+    assert 'after {"a": [1, [2, 3]], "b": {"c": 1}} 5 orig' in t.wait_output("after")
