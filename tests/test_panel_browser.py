@@ -1,0 +1,298 @@
+"""The DebugPanel in a real JupyterLab, in headless Chromium, against a real target.
+
+JupyterLab runs on 127.0.0.1 with a token and throw-away dirs; its kernels inherit this
+test's BRIDGE_CONFIG_DIR / BRIDGE_RUNTIME_DIR, so the panel finds the target the test
+started. The test acts as a user: runs the panel cell, evaluates in the console, assigns
+a variable through it, clicks continue, and reads what the target printed.
+
+Needs Debian's chromium (``apt-get install -y chromium``) and ``pip install jupyterlab
+playwright`` (no ``playwright install``: the browser is the system one). Skips, saying
+which is missing, without them. ``FRAMEBRIDGE_PANEL_SCREENSHOT=path`` also copies the
+panel screenshot there (used for docs/img/panel.png).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Iterator, List
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+HERE = Path(__file__).resolve().parent
+NOTEBOOK = HERE / "notebooks" / "panel_test.ipynb"
+SRC = str(HERE.parent / "src")
+CHROMIUM = os.environ.get("FRAMEBRIDGE_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage"]
+TIMEOUT_S = 60
+# The kernel is really idle only when it has a name AND the indicator says idle
+# (the indicator alone reads "idle" while the toolbar still says "No Kernel").
+JS_KERNEL_IDLE = """() => {
+  const k = document.querySelector('.jp-NotebookPanel-toolbar .jp-Toolbar-kernelName');
+  const i = document.querySelector('.jp-NotebookPanel-toolbar .jp-Notebook-ExecutionIndicator');
+  return !!(k && i && k.textContent.trim() !== 'No Kernel' && i.getAttribute('data-status') === 'idle');
+}"""
+
+
+def _missing() -> str:
+    if importlib.util.find_spec("playwright") is None:
+        return "playwright is not installed (pip install playwright)"
+    if importlib.util.find_spec("jupyterlab") is None:
+        return "jupyterlab is not installed (pip install jupyterlab)"
+    if not os.path.exists(CHROMIUM):
+        return f"{CHROMIUM} is missing (apt-get install -y chromium)"
+    return ""
+
+
+if _missing():
+    pytestmark = [pytest.mark.browser, pytest.mark.skip(reason=_missing())]
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _children(pid: int) -> List[int]:
+    """Every descendant of ``pid`` (read from /proc), to clean up the kernels we caused."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                pass
+    out, frontier = [], [pid]
+    while frontier:
+        p = frontier.pop()
+        kids = [c for c, pp in parents.items() if pp == p]
+        out += kids
+        frontier += kids
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie counts as gone
+    except (OSError, IndexError):
+        return False
+
+
+class JupyterLab:
+    """A JupyterLab server on 127.0.0.1 with its own dirs; stopped by the pid we started."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.root = tmp / "root"
+        self.port = _free_port()
+        self.token = secrets.token_hex(16)
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.proc: Any = None
+        self.kernels: List[int] = []
+
+    def _request(self, method: str, path: str) -> int:
+        req = urllib.request.Request(self.base + path, method=method,
+                                     headers={"Authorization": f"token {self.token}"})
+        try:
+            with urllib.request.urlopen(req, timeout=5) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    def start(self, notebook: Path) -> None:
+        for d in ("root", "config", "data", "runtime", "workspaces"):
+            (self.tmp / d).mkdir(parents=True)
+        shutil.copy(notebook, self.root / notebook.name)
+        settings = self.tmp / "settings"
+        for rel, data in {  # no news toast over the page; every cell in the DOM
+            "@jupyterlab/apputils-extension/notification.jupyterlab-settings":
+                {"fetchNews": "false", "checkForUpdates": False},
+            "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+        }.items():
+            (settings / rel).parent.mkdir(parents=True, exist_ok=True)
+            (settings / rel).write_text(json.dumps(data))
+        env = dict(os.environ,  # BRIDGE_* dirs of this test: the kernel must see the target
+                   JUPYTER_CONFIG_DIR=str(self.tmp / "config"), JUPYTER_DATA_DIR=str(self.tmp / "data"),
+                   JUPYTER_RUNTIME_DIR=str(self.tmp / "runtime"), JUPYTERLAB_SETTINGS_DIR=str(settings),
+                   JUPYTERLAB_WORKSPACES_DIR=str(self.tmp / "workspaces"), JUPYTER_PLATFORM_DIRS="1",
+                   PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        env.pop("JUPYTER_TOKEN", None)
+        cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
+               f"--ServerApp.port={self.port}", "--ServerApp.port_retries=0",
+               f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={self.root}",
+               "--ServerApp.terminals_enabled=False", "--LabApp.news_url=None",
+               "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+               "--LabApp.extension_manager=readonly"]
+        if os.geteuid() == 0:
+            cmd.append("--ServerApp.allow_root=True")
+        self.log = open(self.tmp / "server.log", "wb")
+        self.proc = subprocess.Popen(cmd, cwd=self.tmp, env=env, stdin=subprocess.DEVNULL, stdout=self.log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + TIMEOUT_S
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"jupyter lab exited ({self.proc.returncode}):\n{self.log_tail()}")
+            try:
+                if self._request("GET", "/api/status") == 200:
+                    return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"jupyter lab not ready in {TIMEOUT_S}s:\n{self.log_tail()}")
+            time.sleep(0.1)  # polling an HTTP endpoint: nothing to wait on
+
+    def url(self, name: str) -> str:
+        return f"{self.base}/lab/tree/{name}?token={self.token}"
+
+    def log_tail(self, n: int = 40) -> str:
+        try:
+            return "\n".join((self.tmp / "server.log").read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def stop(self) -> List[int]:
+        """Shut down (kernels too); escalate on our own pids only. Returns pids left alive."""
+        if self.proc is None:
+            return []
+        self.kernels = sorted(set(self.kernels) | set(_children(self.proc.pid)))
+        try:
+            self._request("POST", "/api/shutdown")
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while any(_alive(k) for k in self.kernels) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = [k for k in self.kernels if _alive(k)]
+        for k in left:
+            try:
+                os.kill(k, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.log.close()
+        return left
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[JupyterLab]:
+    server = JupyterLab(tmp_path / "lab")
+    server.start(NOTEBOOK)
+    try:
+        yield server
+    finally:
+        assert server.stop() == [], "a kernel outlived the server"
+
+
+TARGET = """
+import bridge
+
+def work():
+    total = 21
+    bridge.set_trace()
+    print(f"total after resume: {total}", flush=True)
+
+work()
+"""
+
+
+def test_panel_in_jupyterlab(target: Any, lab: JupyterLab, tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    t = target(TARGET)
+    t.wait_attachable()
+    ms = TIMEOUT_S * 1000
+    expect.set_options(timeout=ms)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS, timeout=ms)
+        try:
+            ctx = browser.new_context(viewport={"width": 1280, "height": 1000})
+            ctx.set_default_timeout(ms)
+            ctx.set_default_navigation_timeout(ms)
+            page = ctx.new_page()
+            errors: List[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+
+            page.goto(lab.url(NOTEBOOK.name), wait_until="domcontentloaded")
+            page.locator(".jp-NotebookPanel .jp-CodeCell").first.wait_for(state="visible")
+            page.wait_for_function(JS_KERNEL_IDLE, timeout=ms, polling=100)
+
+            # Run the panel cell as a user does.
+            page.locator(".jp-NotebookPanel .jp-CodeCell").first.locator(".jp-InputArea-editor").click()
+            page.keyboard.press("Shift+Enter")
+            panel = page.locator(".fb-panel")
+            panel.wait_for(state="visible")
+            expect(page.locator(".fb-state")).to_contain_text("paused")
+            expect(page.locator(".fb-state")).to_contain_text("target.py:6")
+            expect(page.locator(".fb-vars")).to_contain_text("total")
+            expect(page.locator(".fb-stack select option").first).to_contain_text("#0 work()")
+            assert page.get_by_text("Error displaying widget").count() == 0
+
+            def run_in_console(source: str) -> None:
+                box = page.locator(".fb-console-input input")
+                box.fill(source)
+                box.press("Enter")  # commits the value (continuous_update=False)
+                # Click only once the kernel has the value: it echoes it (pitfall #4).
+                expect(page.locator(".fb-console-echo")).to_have_text(f"next: {source}")
+                page.locator("button.fb-console-run").click()
+                expect(page.locator(".fb-console-log pre.fb-in").first).to_contain_text(f">>> {source}")
+
+            run_in_console("total * 2")
+            expect(page.locator(".fb-console-log pre.fb-out").first).to_have_text("42")
+            run_in_console("total = 99")
+            expect(page.locator(".fb-vars")).to_contain_text("99")
+            log = page.locator(".fb-console-log").inner_text()
+            assert log.index(">>> total = 99") < log.index(">>> total * 2"), log  # newest first
+
+            # A breakpoint through the panel: add, see it listed (removed again below).
+            bp_box = page.locator(".fb-bp-input input")
+            bp_box.fill("target.py:7")
+            bp_box.press("Enter")
+            page.locator("button.fb-bp-add").click()
+            expect(page.locator(".fb-bp-list select option").first).to_contain_text("target.py:7")
+
+            shot = tmp_path / "panel.png"
+            panel.screenshot(path=str(shot))
+            page.screenshot(path=str(tmp_path / "page.png"))
+            assert shot.stat().st_size > 5000
+            if os.environ.get("FRAMEBRIDGE_PANEL_SCREENSHOT"):
+                shutil.copy(shot, os.environ["FRAMEBRIDGE_PANEL_SCREENSHOT"])
+
+            page.locator(".fb-bp-list select").select_option(index=0)
+            page.locator("button.fb-bp-remove").click()
+            expect(page.locator(".fb-bp-list select option")).to_have_count(0)
+
+            page.locator("button.fb-cont").click()
+            out = t.wait_output("total after resume:")
+            assert "total after resume: 99" in out, out
+            assert t.wait_exit(TIMEOUT_S) == 0
+            expect(page.locator(".fb-state")).not_to_contain_text("paused")
+            lab.kernels = _children(lab.proc.pid)
+            assert not errors, errors
+        finally:
+            browser.close()
