@@ -14,6 +14,7 @@ written, into the connection file.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -152,6 +153,17 @@ def _valid_public_key(key: str) -> bool:
     return True
 
 
+def _key_token(line: str) -> str:
+    """The key on an authorized_keys line ('' for blank and comment lines).
+
+    '#' is a z85 character (a key may even start with it), so comments cannot be found by
+    looking for '#': the key is the first whitespace-separated word when that word is a
+    40-character z85 key; anything else on the line, or any other line, is a comment.
+    """
+    words = line.split()
+    return words[0] if words and _valid_public_key(words[0]) else ""
+
+
 def authorized_keys() -> Set[str]:
     """The client public keys a target serves: the authorized_keys file, or our own key."""
     path = config_dir() / AUTHORIZED_KEYS_FILE
@@ -160,7 +172,7 @@ def authorized_keys() -> Set[str]:
     check_private_file(path)
     keys = set()
     for line in path.read_text().splitlines():
-        token = line.split("#", 1)[0].strip()
+        token = _key_token(line)
         if token and _valid_public_key(token):
             keys.add(token)
     return keys
@@ -176,7 +188,7 @@ def authorize_key(public_key: str, comment: str = "") -> bool:
     if path.exists():
         check_private_file(path)
         lines = path.read_text().splitlines()
-        if any(line.split("#", 1)[0].strip() == public_key for line in lines):
+        if any(_key_token(line) == public_key for line in lines):
             return False
     lines.append(f"{public_key}  # {comment}" if comment else public_key)
     write_private_file(path, ("\n".join(lines) + "\n").encode())
@@ -192,8 +204,14 @@ def connection_path(pid: int) -> Path:
 
 
 def write_connection_file(info: Dict[str, Any]) -> Path:
-    """Write (or update) this process's connection file, 0600, atomically."""
+    """Write (or update) this process's connection file, 0600, atomically.
+
+    The process's start time is recorded too, so that a file left by a dead process whose
+    pid was reused is still recognised as stale.
+    """
     path = connection_path(info["pid"])
+    if "start_time" not in info:
+        info = dict(info, start_time=process_start_time(info["pid"]))
     write_private_file(path, json.dumps(info, indent=1).encode())
     return path
 
@@ -237,15 +255,47 @@ def process_alive(pid: int) -> bool:
         return True  # no /proc (macOS): kill -0 is all we have
 
 
+@functools.lru_cache(maxsize=64)
+def _own_start_time(pid: int) -> Optional[int]:
+    # Cached: our start time never changes, and the connection file is rewritten at every pause.
+    return _read_start_time(pid)
+
+
+def _read_start_time(pid: int) -> Optional[int]:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            # Field 22 (starttime, clock ticks since boot); the name before it may hold spaces.
+            return int(f.read().rsplit(b")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None  # no /proc (macOS) or the process is gone
+
+
+def process_start_time(pid: int) -> Optional[int]:
+    """When process ``pid`` started (opaque ticks from /proc), or None where unknown."""
+    return _own_start_time(pid) if pid == os.getpid() else _read_start_time(pid)
+
+
+def connection_is_stale(path: Path) -> bool:
+    """True if the process that wrote ``path`` is gone (dead, or its pid now names another process)."""
+    try:
+        pid = int(path.stem[len(CONNECTION_PREFIX):])
+    except ValueError:
+        return False  # not one of ours
+    if not process_alive(pid):
+        return True
+    try:
+        recorded = json.loads(path.read_text()).get("start_time")
+    except (OSError, ValueError, AttributeError):
+        return False  # unreadable or half-written: not provably stale, leave it
+    current = process_start_time(pid)
+    return isinstance(recorded, int) and current is not None and recorded != current
+
+
 def remove_stale_connection_files() -> List[Path]:
-    """Delete connection files whose process is gone; return what was removed."""
+    """Delete connection files whose process is gone (or whose pid was reused); return what was removed."""
     removed = []
     for path in iter_connection_files():
-        try:
-            pid = int(path.stem[len(CONNECTION_PREFIX):])
-        except ValueError:
-            continue
-        if not process_alive(pid):
+        if connection_is_stale(path):
             try:
                 path.unlink()
                 removed.append(path)
