@@ -85,6 +85,7 @@ def install_excepthook() -> None:
         if args.exc_traceback is not None and not issubclass(args.exc_type, SystemExit):
             _post_mortem_exc(args.exc_value, args.exc_traceback)
 
+    excepthook.bridge_post_mortem = True  # type: ignore[attr-defined]  # python -m bridge checks
     sys.excepthook = excepthook
     threading.excepthook = thread_excepthook
 

@@ -1,5 +1,123 @@
 """Server ops of the debugger proper: breakpoints, pause on demand, watch expressions.
 
-(Being filled in by the debugger-control work; the module exists so the op registry
-can import it.)
+They run on the server thread and only talk to the tracing engine (bridge.tracing),
+which is thread-safe; the engine makes the stops happen on the user's threads.
+
+Ops (arguments in the request header):
+
+* ``break_at``  {file, line, condition?, temporary?} -> the breakpoint
+* ``breakpoints`` {} -> every breakpoint (with current hit counts)
+* ``clear``     {id} or {all: true} -> the ids removed
+* ``pause``     {thread?} -> {thread, mechanism, already_paused}
+* ``watch`` / ``unwatch`` {expr} -> the watch expressions now in force
+* ``watches``   {} -> the watch expressions
 """
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Sequence
+
+from . import pause as pause_loop
+from .ops import OpError, arg, server_op
+from .tracing import Breakpoint, get_debugger
+from .tracing_hook import engine
+
+
+def breakpoint_json(bp: Breakpoint) -> Dict[str, Any]:
+    """What a client sees of a breakpoint."""
+    return {
+        "id": bp.id,
+        "file": bp.file,
+        "line": bp.line,
+        "requested_line": bp.requested_line,
+        "condition": bp.condition,
+        "temporary": bp.temporary,
+        "hits": bp.hits,
+        "enabled": bp.enabled,
+    }
+
+
+@server_op("break_at")
+def _op_break_at(server: Any, args: Dict[str, Any], values: Sequence[Any], identity: bytes) -> Dict[str, Any]:
+    file = arg(args, "file", str)
+    line = arg(args, "line", int)
+    condition = arg(args, "condition", str, None)
+    temporary = arg(args, "temporary", bool, False)
+    try:
+        bp = engine().set_break(file, line, condition=condition, temporary=temporary)
+    except ValueError as exc:  # no such file, no code at/after the line, bad condition
+        raise OpError("ValueError", str(exc)) from None
+    return breakpoint_json(bp)
+
+
+@server_op("breakpoints")
+def _op_breakpoints(server: Any, args: Dict[str, Any], values: Sequence[Any], identity: bytes) -> List[Dict[str, Any]]:
+    return [breakpoint_json(bp) for bp in get_debugger().breakpoints()]
+
+
+@server_op("clear")
+def _op_clear(server: Any, args: Dict[str, Any], values: Sequence[Any], identity: bytes) -> Dict[str, Any]:
+    dbg = get_debugger()
+    if arg(args, "all", bool, False):
+        ids = [bp.id for bp in dbg.breakpoints()]
+        dbg.clear_all_breaks()
+        return {"cleared": ids}
+    bp_id = arg(args, "id", int)
+    try:
+        dbg.clear_break(bp_id)
+    except KeyError:
+        raise OpError("ValueError", f"no breakpoint with id {bp_id} (temporary ones go away once hit)") from None
+    return {"cleared": [bp_id]}
+
+
+@server_op("pause")
+def _op_pause(server: Any, args: Dict[str, Any], values: Sequence[Any], identity: bytes) -> Dict[str, Any]:
+    import threading
+
+    thread_id = arg(args, "thread", int, None)
+    tid = threading.main_thread().ident if thread_id is None else thread_id
+    if tid == server.thread.ident:
+        raise OpError("ValueError", "the bridge-server thread cannot be paused")
+    for p in server.paused_threads():
+        if p.thread_id == tid:
+            # asking the engine again would stop the thread a second time right after it
+            # resumes; the pause_id lets a client tell a pause that is just ending
+            return {"thread": tid, "mechanism": None, "already_paused": True, "pause_id": p.pause_id}
+    try:
+        mechanism = engine().request_pause(tid)
+    except ValueError as exc:  # no such thread
+        raise OpError("ValueError", str(exc)) from None
+    except RuntimeError as exc:  # not possible on this Python (a worker thread before 3.12)
+        raise OpError("Unsupported", str(exc)) from None
+    return {"thread": tid, "mechanism": mechanism, "already_paused": False}
+
+
+def _set_watches(watches: Dict[str, Any]) -> List[str]:
+    # Replace, never mutate: paused threads copy the dict without a lock.
+    pause_loop._watches = watches
+    return list(watches)
+
+
+@server_op("watch")
+def _op_watch(server: Any, args: Dict[str, Any], values: Sequence[Any], identity: bytes) -> List[str]:
+    expr = arg(args, "expr", str)
+    try:
+        compile(expr, "<watch>", "eval")
+    except SyntaxError as exc:
+        raise OpError("ValueError", f"watch expression {expr!r} does not compile: {exc.msg}") from None
+    return _set_watches({**pause_loop._watches, expr: None})
+
+
+@server_op("unwatch")
+def _op_unwatch(server: Any, args: Dict[str, Any], values: Sequence[Any], identity: bytes) -> List[str]:
+    if arg(args, "all", bool, False):
+        return _set_watches({})
+    expr = arg(args, "expr", str)
+    if expr not in pause_loop._watches:
+        raise OpError("ValueError", f"{expr!r} is not watched")
+    return _set_watches({k: v for k, v in pause_loop._watches.items() if k != expr})
+
+
+@server_op("watches")
+def _op_watches(server: Any, args: Dict[str, Any], values: Sequence[Any], identity: bytes) -> List[str]:
+    return list(pause_loop._watches)

@@ -300,28 +300,35 @@ class Debugger:
         with self._lock:
             return [self._bps[k] for k in sorted(self._bps)]
 
-    def arm(self, frame: FrameType, action: str) -> None:
+    def arm(self, frame: FrameType, action: str, *, reason: str = "step") -> None:
         """Make ``action`` take effect from ``frame`` when the thread resumes.
 
         Call it on the thread that owns ``frame``, just before that thread goes back
         to user code after a pause that did not come from the engine (e.g.
         ``bridge.set_trace()``).  ``"continue"`` cancels any stepping of this thread.
+        ``reason`` is what the resulting stop reports (``python -m bridge --wait``
+        arms a ``"step"`` with reason ``"start"``).
         """
         if action not in ACTIONS:
             raise ValueError(f"unknown action {action!r}; expected one of {ACTIONS}")
         tid = threading.get_ident()
+        stack = _stack(frame)
+        for f in stack:
+            # warm the cache now: its first look-up runs os.path.realpath, which a
+            # "step" armed below would otherwise stop in (3.12+ reports it)
+            self._skipped(f.f_code.co_filename)
         if action == "continue":
             self._set_step(tid, None)
             self._backend.update_threads(tid, None, into=False)
             return
         if action == "step":
-            step = _Step("step", (), "step", {"action": action})
+            step = _Step("step", (), reason, {"action": action})
         elif action == "next":
-            step = _Step("next", tuple(_stack(frame)), "step", {"action": action})
+            step = _Step("next", tuple(_stack(frame)), reason, {"action": action})
         else:
-            step = _Step("step_out", tuple(_stack(frame.f_back)), "step", {"action": action})
+            step = _Step("step_out", tuple(_stack(frame.f_back)), reason, {"action": action})
         self._set_step(tid, step)
-        self._backend.update_threads(tid, _stack(frame), into=action == "step")
+        self._backend.update_threads(tid, stack, into=action == "step")
 
     def request_pause(self, thread_id: Optional[int] = None) -> str:
         """Stop thread ``thread_id`` (default: the main thread) at its next line.
@@ -507,7 +514,15 @@ class Debugger:
         if action not in ACTIONS:
             print(f"framebridge: unknown resume action {action!r}; continuing", file=sys.stderr)
             action = "continue"
+        pending = self._steps.get(tid)
+        if pending is not None and pending.reason == "pause" and action == "continue":
+            # a pause was requested (3.12+) while this stop was ending: keep it
+            self._backend.update_threads(tid, _stack(frame), into=True)
+            return
         self.arm(frame, action)
+        signals = self._signals
+        if signals.requested > 0 and tid == threading.main_thread().ident and signals.installed.is_set():
+            signal.pthread_kill(tid, signals.SIGNAL)  # a pause request the handler deferred
 
 
 # --------------------------------------------------------------------------- 3.12+
@@ -521,6 +536,7 @@ class _MonitoringBackend:
         self.tool: Optional[int] = None
         self.bp_codes: Set[CodeType] = set()  # LINE enabled for breakpoints
         self.step_codes: Set[CodeType] = set()  # LINE enabled for stepping/pausing
+        self.busy: Set[int] = set()  # threads inside one of our callbacks
 
     def idle(self) -> bool:
         return self.tool is None
@@ -610,25 +626,46 @@ class _MonitoringBackend:
             self._prune()
 
     # -- callbacks (hot: keep them short)
+    #
+    # sys.monitoring fires events for code that a callback itself runs (os.path.realpath
+    # when a file is seen for the first time, the stop handler's whole pause loop): a
+    # thread already inside one of our callbacks is ignored, or a step would stop
+    # inside the engine's own helpers.
     def _line(self, code: CodeType, line: int):
-        dbg = self.dbg
-        if dbg._on_line(sys._getframe(1), code, line) or dbg._steps:
+        tid = threading.get_ident()
+        busy = self.busy
+        if tid in busy:
             return None
-        # DISABLE is per location for all threads: only safe when nobody steps
-        return sys.monitoring.DISABLE
+        busy.add(tid)
+        try:
+            dbg = self.dbg
+            if dbg._on_line(sys._getframe(1), code, line) or dbg._steps:
+                return None
+            # DISABLE is per location for all threads: only safe when nobody steps
+            return sys.monitoring.DISABLE
+        finally:
+            busy.discard(tid)
 
     def _start(self, code: CodeType, offset: int):
-        dbg = self.dbg
-        steps = dbg._steps
-        if steps:
-            step = steps.get(threading.get_ident())
-            if step is not None and step.mode == "step" and not dbg._skipped(code.co_filename):
-                self._enable(code, for_step=True)
-        if dbg._code_has_bp(code):
-            self._enable(code, for_step=False)
-        if steps:
+        tid = threading.get_ident()
+        busy = self.busy
+        if tid in busy:
             return None
-        return sys.monitoring.DISABLE
+        busy.add(tid)
+        try:
+            dbg = self.dbg
+            steps = dbg._steps
+            if steps:
+                step = steps.get(tid)
+                if step is not None and step.mode == "step" and not dbg._skipped(code.co_filename):
+                    self._enable(code, for_step=True)
+            if dbg._code_has_bp(code):
+                self._enable(code, for_step=False)
+            if steps:
+                return None
+            return sys.monitoring.DISABLE
+        finally:
+            busy.discard(tid)
 
 
 # --------------------------------------------------------------------------- <= 3.11
@@ -683,6 +720,7 @@ class _FastFiles(dict):
 
 
 _NO_BREAKPOINTS: Dict[int, bool] = collections.defaultdict(bool)
+
 
 
 class _SettraceBackend:
@@ -889,11 +927,13 @@ class _SignalPauser:
         if self.requested <= 0:
             self._chain(signum, frame)
             return
-        self.requested = 0
         dbg = self.dbg
         tid = threading.get_ident()
         if tid in dbg._in_stop:
-            return  # already paused
+            # still inside a stop that is ending (the client resumed it just before
+            # asking again): keep the request; Debugger._stop signals again at its end
+            return
+        self.requested = 0
         user = frame
         while user is not None and dbg._skipped(user.f_code.co_filename):
             user = user.f_back

@@ -29,6 +29,14 @@ def enable_pause_on_demand() -> None:
             pass
 
 
+def engine() -> Any:
+    """The tracing engine with the pause loop installed as its stop handler."""
+    debugger = _engine()
+    if debugger is None:
+        raise RuntimeError("bridge.tracing is not available")
+    return debugger
+
+
 def _engine() -> Any:
     try:
         from .tracing import get_debugger
