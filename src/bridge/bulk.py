@@ -1,0 +1,829 @@
+"""The bulk path: big buffers of a value travel outside the CURVE channel.
+
+CURVE caps bulk data at about 0.2 GB/s (FACTS.md), so buffers of at least
+:data:`THRESHOLD` bytes in a pickled value (the out-of-band ``PickleBuffer`` frames of
+:func:`wire.dump_value`) are taken out of the message and moved another way. The message
+keeps an empty frame in their place and a *descriptor* saying where each one went:
+
+``shm`` (same host)
+    The sender writes each big buffer once into its own file under ``/dev/shm``, created
+    ``O_CREAT|O_EXCL|O_NOFOLLOW`` with mode 0600 (owner only), named
+    ``framebridge-<uid>-<pid>-<random>``. The receiver opens it, checks it is its own
+    user's and owner-only, maps it ``MAP_SHARED`` read-write and unlinks it at once: the
+    unpickled array *is* the mapping (no second copy, writable), and the memory goes away
+    with the array. We write with ``pwrite`` rather than through a mapping so the sender's
+    own RSS never holds the segment (the one transient copy lives in tmpfs).
+    ``multiprocessing.shared_memory`` was not used: its resource tracker unlinks or warns
+    about segments that another process owns, which is exactly our hand-over.
+``aes`` (across hosts; forced on loopback with ``BRIDGE_BULK=aes``)
+    The buffers stream over a plain TCP connection to the target's *data port*, every
+    chunk (:data:`CHUNK` bytes) sealed with AES-256-GCM (``cryptography``, AES-NI). The
+    key and a one-shot token are fresh for each transfer and travel inside the
+    CURVE-encrypted message, so the key agreement is the CURVE channel's. The nonce is
+    (buffer index, chunk index): unique under a one-transfer key, and it pins every chunk
+    to its place. The receiver decrypts each chunk straight into the destination buffer
+    (``update_into``), so ciphertext is the only intermediate and it is chunk-sized.
+``curve``
+    No bulk path: everything stays in the CURVE message (the fallback, and small values).
+
+Leftovers are cleaned up by the sender: every segment, pending transfer and parked upload
+has a deadline (:data:`TIMEOUT_S`, ``BRIDGE_BULK_TIMEOUT``) after which a janitor thread
+unlinks or closes it, so a client that dies between the reply and the mapping leaks
+nothing; segments of dead processes are swept when a process starts serving bulk data.
+
+Both directions use this module: the target exports reply values and imports request
+values (``set``, write-back); the client does the reverse.
+"""
+
+from __future__ import annotations
+
+import atexit
+import base64
+import mmap
+import os
+import queue
+import secrets
+import socket
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+#: Buffers at least this big leave the CURVE message (smaller ones are cheaper inline).
+THRESHOLD = int(os.environ.get("BRIDGE_BULK_THRESHOLD") or (1 << 20))
+#: Bytes sealed per AES-GCM chunk: big enough to amortise the per-call cost, small
+#: enough that the ciphertext buffer is a rounding error next to the value.
+CHUNK = 8 << 20
+#: Seconds a segment, pending transfer or parked upload may wait for its receiver.
+TIMEOUT_S = float(os.environ.get("BRIDGE_BULK_TIMEOUT") or 60.0)
+SHM_DIR = "/dev/shm"
+MODES = ("shm", "aes", "curve")
+TAG_BYTES = 16
+TOKEN_BYTES = 16
+_GET = b"GET "
+_PUT = b"PUT "
+
+ProgressFn = Callable[[int], None]
+
+
+class BulkError(Exception):
+    """A bulk transfer failed (missing segment, bad tag, peer gone); the text says which."""
+
+
+def segment_prefix(pid: Optional[int] = None) -> str:
+    """Name prefix of this user's segments (of process ``pid`` when given)."""
+    base = f"framebridge-{os.getuid()}-"
+    return base if pid is None else f"{base}{pid}-"
+
+
+def shm_available() -> bool:
+    """Whether this host has a tmpfs at /dev/shm we can create files in."""
+    return os.path.isdir(SHM_DIR) and os.access(SHM_DIR, os.W_OK | os.X_OK)
+
+
+def host_identity() -> Dict[str, Any]:
+    """What tells two processes they share a kernel: boot id, hostname, uid."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot_id = f.read().strip()
+    except OSError:
+        boot_id = ""
+    return {"boot_id": boot_id, "hostname": socket.gethostname(), "uid": os.getuid()}
+
+
+# --- the sender's registry of outstanding things, and its janitor ----------------------------
+
+
+@dataclass
+class Transfer:
+    """An AES transfer waiting for its receiver: the buffers and their one-shot key."""
+
+    token: bytes
+    key: bytes
+    buffers: List[memoryview]
+    chunk: int = CHUNK
+    deadline: float = 0.0
+
+
+class Outbox:
+    """Everything this process handed out and nobody has collected yet.
+
+    One janitor thread (started on first use, asleep while there is nothing to watch)
+    unlinks segments, drops transfers and closes parked uploads past their deadline.
+    """
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self._lock = threading.Condition()
+        self.segments: Dict[str, float] = {}
+        self.transfers: Dict[bytes, Transfer] = {}
+        self.uploads: Dict[bytes, Tuple[socket.socket, float]] = {}
+        self._janitor: Optional[threading.Thread] = None
+
+    def add_segment(self, path: str) -> None:
+        with self._lock:
+            self.segments[path] = time.monotonic() + TIMEOUT_S
+            self._wake()
+
+    def drop_segment(self, path: str) -> None:
+        """Unlink ``path`` if it is still there (idempotent)."""
+        with self._lock:
+            self.segments.pop(path, None)
+        _unlink_quietly(path)
+
+    def add_transfer(self, transfer: Transfer) -> None:
+        with self._lock:
+            transfer.deadline = time.monotonic() + TIMEOUT_S
+            self.transfers[transfer.token] = transfer
+            self._wake()
+
+    def take_transfer(self, token: bytes) -> Optional[Transfer]:
+        with self._lock:
+            return self.transfers.pop(token, None)
+
+    def park_upload(self, token: bytes, sock: socket.socket) -> None:
+        """An incoming upload connection, held until the request that names it is served."""
+        with self._lock:
+            old = self.uploads.pop(token, None)
+            if old is not None:
+                old[0].close()
+            self.uploads[token] = (sock, time.monotonic() + TIMEOUT_S)
+            self._lock.notify_all()
+            self._wake()
+
+    def claim_upload(self, token: bytes, timeout: float) -> socket.socket:
+        """The parked upload connection for ``token``, waiting up to ``timeout`` for it."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while token not in self.uploads:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise BulkError(f"the sender's upload did not arrive within {timeout:g}s")
+                self._lock.wait(left)
+            return self.uploads.pop(token)[0]
+
+    def _wake(self) -> None:
+        # Caller holds the lock.
+        if self._janitor is None or not self._janitor.is_alive():
+            self._janitor = threading.Thread(target=self._sweep_loop, name="bridge-bulk-janitor", daemon=True)
+            self._janitor.start()
+        self._lock.notify_all()
+
+    def _sweep_loop(self) -> None:
+        with self._lock:
+            while True:
+                deadlines = (list(self.segments.values()) + [t.deadline for t in self.transfers.values()]
+                             + [d for _, d in self.uploads.values()])
+                if not deadlines:
+                    self._lock.wait()  # nothing to watch: sleep until something is handed out
+                    continue
+                left = min(deadlines) - time.monotonic()
+                if left > 0:
+                    self._lock.wait(left)
+                    continue
+                self._expire(time.monotonic())
+
+    def _expire(self, now: float) -> None:
+        # Caller holds the lock.
+        for path, deadline in list(self.segments.items()):
+            if deadline <= now:
+                del self.segments[path]
+                _unlink_quietly(path)
+        for token, transfer in list(self.transfers.items()):
+            if transfer.deadline <= now:
+                del self.transfers[token]
+        for token, (sock, deadline) in list(self.uploads.items()):
+            if deadline <= now:
+                del self.uploads[token]
+                sock.close()
+
+    def close(self) -> None:
+        """Unlink every segment still outstanding (at exit)."""
+        if os.getpid() != self.pid:
+            return
+        with self._lock:
+            paths = list(self.segments)
+            self.segments.clear()
+            self.transfers.clear()
+            for sock, _ in self.uploads.values():
+                sock.close()
+            self.uploads.clear()
+        for path in paths:
+            _unlink_quietly(path)
+
+
+_outbox: Optional[Outbox] = None
+_outbox_lock = threading.Lock()
+
+
+def outbox() -> Outbox:
+    """This process's outbox (a fresh one after fork: the parent's janitor is not ours)."""
+    global _outbox
+    with _outbox_lock:
+        if _outbox is None or _outbox.pid != os.getpid():
+            first = _outbox is None
+            _outbox = Outbox()
+            if first:
+                atexit.register(lambda: _outbox.close() if _outbox is not None else None)
+        return _outbox
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        pass
+
+
+def sweep_dead_segments() -> List[str]:
+    """Unlink this user's segments whose creating process is gone (a SIGKILLed sender)."""
+    from .keys import process_alive
+
+    removed = []
+    prefix = segment_prefix()
+    try:
+        names = os.listdir(SHM_DIR)
+    except OSError:
+        return removed
+    for name in names:
+        if not name.startswith(prefix):
+            continue
+        try:
+            pid = int(name[len(prefix):].split("-", 1)[0])
+        except ValueError:
+            continue
+        if pid != os.getpid() and not process_alive(pid):
+            path = os.path.join(SHM_DIR, name)
+            _unlink_quietly(path)
+            removed.append(path)
+    return removed
+
+
+# --- shared memory ------------------------------------------------------------------------------
+
+
+def write_segment(data: memoryview) -> str:
+    """Copy ``data`` once into a new owner-only segment; return its path (registered for cleanup)."""
+    path = os.path.join(SHM_DIR, f"{segment_prefix(os.getpid())}{secrets.token_hex(12)}")
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags, 0o600)
+    box = outbox()
+    box.add_segment(path)
+    try:
+        os.fchmod(fd, 0o600)  # exact, whatever the umask
+        view = data.cast("B") if data.format != "B" or data.ndim != 1 else data
+        total = view.nbytes
+        if hasattr(os, "posix_fallocate"):
+            # Reserve the pages first: a full /dev/shm fails here with ENOSPC, cleanly, instead
+            # of half-way; and the receiver's MAP_POPULATE then finds every page in place.
+            os.posix_fallocate(fd, 0, total)
+        offset = 0
+        while offset < total:
+            # pwrite: the kernel copies into the tmpfs pages; nothing is mapped into our RSS.
+            offset += os.pwrite(fd, view[offset:offset + (1 << 30)], offset)
+    except BaseException:
+        os.close(fd)
+        box.drop_segment(path)
+        raise
+    os.close(fd)
+    return path
+
+
+def map_segment(path: str, size: int) -> mmap.mmap:
+    """Map a segment read-write and unlink it at once; the mapping is the value's memory."""
+    if not os.path.basename(path).startswith(segment_prefix()) or os.path.dirname(path) != SHM_DIR:
+        raise BulkError(f"refusing to map {path!r}: not a framebridge segment of this user")
+    try:
+        fd = os.open(path, os.O_RDWR | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise BulkError(f"shared-memory segment {path} is gone (expired after {TIMEOUT_S:g}s?)") from None
+    try:
+        os.unlink(path)  # from now on only our mapping keeps the pages alive
+        st = os.fstat(fd)
+        if st.st_uid != os.getuid() or st.st_mode & 0o077:
+            raise BulkError(f"refusing segment {path}: not owner-only ({oct(st.st_mode & 0o777)})")
+        if st.st_size != size:
+            raise BulkError(f"segment {path} has {st.st_size} bytes, expected {size}")
+        # MAP_POPULATE: one kernel pass maps every page (about 4x cheaper here than taking
+        # a page fault per 4 KiB page on first touch).
+        return mmap.mmap(fd, size, flags=mmap.MAP_SHARED | _MAP_POPULATE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    finally:
+        os.close(fd)
+
+
+# --- AES-GCM streams ------------------------------------------------------------------------------
+
+
+def _nonce(buffer_index: int, chunk_index: int) -> bytes:
+    return struct.pack(">IQ", buffer_index, chunk_index)
+
+
+def _chunks(sizes: Sequence[int], chunk: int):
+    """(buffer index, chunk index, offset, length) of every chunk, in stream order."""
+    for b, size in enumerate(sizes):
+        for c, offset in enumerate(range(0, size, chunk)):
+            yield b, c, offset, min(chunk, size - offset)
+
+
+def send_stream(sock: socket.socket, transfer: Transfer, progress: Optional[ProgressFn] = None) -> None:
+    """Seal every buffer of ``transfer`` chunk by chunk and write it to ``sock``.
+
+    Two chunk buffers and a writer thread: chunk k+1 is sealed while chunk k is in
+    ``sendall`` (which releases the GIL), so sealing and the kernel's copy overlap.
+    """
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    algo = algorithms.AES(transfer.key)
+    views = [buf.cast("B") if buf.format != "B" or buf.ndim != 1 else buf for buf in transfer.buffers]
+    free: "queue.SimpleQueue[Optional[bytearray]]" = queue.SimpleQueue()
+    ready: "queue.SimpleQueue[Optional[Tuple[bytearray, int]]]" = queue.SimpleQueue()
+    for _ in range(2):
+        free.put(bytearray(transfer.chunk + TAG_BYTES))  # the only intermediate copies: two chunks
+    failure: List[BaseException] = []
+
+    def writer() -> None:
+        try:
+            while True:
+                item = ready.get()
+                if item is None:
+                    return
+                sock.sendall(memoryview(item[0])[:item[1]])
+                free.put(item[0])
+        except BaseException as exc:  # the receiver went away: tell the sealing loop
+            failure.append(exc)
+            free.put(None)
+
+    thread = threading.Thread(target=writer, name="bridge-bulk-writer", daemon=True)
+    thread.start()
+    done = 0
+    try:
+        for b, c, offset, n in _chunks([v.nbytes for v in views], transfer.chunk):
+            sealed = free.get()
+            if sealed is None:
+                raise failure[0]
+            enc = Cipher(algo, modes.GCM(_nonce(b, c))).encryptor()
+            enc.update_into(views[b][offset:offset + n], memoryview(sealed)[:n])
+            enc.finalize()
+            sealed[n:n + TAG_BYTES] = enc.tag
+            ready.put((sealed, n + TAG_BYTES))
+            done += n
+            if progress is not None:
+                progress(done)
+    finally:
+        ready.put(None)
+    thread.join()  # only on success: on failure the socket's close ends the writer
+    if failure:
+        raise failure[0]
+
+
+def recv_stream(sock: socket.socket, key: bytes, sizes: Sequence[int], chunk: int,
+                progress: Optional[ProgressFn] = None) -> List[mmap.mmap]:
+    """Read and open the chunks of ``sizes`` buffers; each lands decrypted in its own mapping.
+
+    A reader thread receives chunk k+1 (``recv_into`` releases the GIL) while this thread
+    opens chunk k straight into its destination.
+    """
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    algo = algorithms.AES(key)
+    plan = list(_chunks(sizes, chunk))
+    free: "queue.SimpleQueue[Optional[bytearray]]" = queue.SimpleQueue()
+    ready: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
+    for _ in range(2):
+        free.put(bytearray(chunk + TAG_BYTES))
+
+    def reader() -> None:
+        try:
+            for _, _, _, n in plan:
+                sealed = free.get()
+                if sealed is None:
+                    return
+                _recv_exactly(sock, memoryview(sealed)[:n + TAG_BYTES])
+                ready.put(sealed)
+        except BaseException as exc:
+            ready.put(exc)
+
+    out = [_anonymous(size) for size in sizes]
+    dests = [memoryview(m) for m in out]
+    thread = threading.Thread(target=reader, name="bridge-bulk-reader", daemon=True)
+    thread.start()
+    done = 0
+    try:
+        for b, c, offset, n in plan:
+            sealed = ready.get()
+            if isinstance(sealed, BaseException):
+                raise sealed
+            view = memoryview(sealed)
+            dec = Cipher(algo, modes.GCM(_nonce(b, c), bytes(view[n:n + TAG_BYTES]))).decryptor()
+            dec.update_into(view[:n], dests[b][offset:offset + n])
+            try:
+                dec.finalize()
+            except InvalidTag:
+                raise BulkError(f"chunk {c} of buffer {b} failed authentication (tampered or wrong key)") from None
+            free.put(sealed)
+            done += n
+            if progress is not None:
+                progress(done)
+    finally:
+        free.put(None)  # a reader waiting for a buffer stops; one inside recv stops when the caller closes
+        for d in dests:
+            d.release()
+    thread.join()
+    return out
+
+
+_MAP_POPULATE = getattr(mmap, "MAP_POPULATE", 0)
+
+
+def _anonymous(size: int) -> mmap.mmap:
+    """A private anonymous mapping for a received buffer, pre-faulted in one kernel pass."""
+    mem = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | getattr(mmap, "MAP_ANONYMOUS", 0x20) | _MAP_POPULATE)
+    if hasattr(mem, "madvise") and hasattr(mmap, "MADV_HUGEPAGE") and size >= (2 << 20):
+        try:
+            mem.madvise(mmap.MADV_HUGEPAGE)  # far fewer page faults while we fill it
+        except OSError:
+            pass
+    return mem
+
+
+def _recv_exactly(sock: socket.socket, view: memoryview) -> None:
+    got = 0
+    total = view.nbytes
+    while got < total:
+        n = sock.recv_into(view[got:], total - got)
+        if n == 0:
+            raise BulkError(f"the bulk connection closed after {got} of {total} bytes")
+        got += n
+
+
+def _tune(sock: socket.socket) -> None:
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, opt, 4 << 20)
+        except OSError:
+            pass
+
+
+# --- the target's data port -------------------------------------------------------------------------
+
+
+class DataServer:
+    """A TCP listener next to the CURVE endpoint that carries only AES-GCM sealed streams.
+
+    A connection starts with ``GET <token>`` (pull a pending transfer) or ``PUT <token>``
+    (an upload the paused thread will claim). Unknown tokens are dropped unanswered; what
+    flows is ciphertext under one-transfer keys that only the CURVE channel carried.
+    """
+
+    def __init__(self, host: str) -> None:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.listener = socket.socket(family, socket.SOCK_STREAM)
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind((host, 0))
+        self.listener.listen(16)
+        self.port = self.listener.getsockname()[1]
+        self.pid = os.getpid()
+        self.thread = threading.Thread(target=self._accept_loop, name="bridge-bulk-data", daemon=True)
+        self.thread.start()
+
+    def _accept_loop(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), name="bridge-bulk-conn", daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            conn.settimeout(TIMEOUT_S)
+            _tune(conn)
+            head = bytearray(len(_GET) + TOKEN_BYTES)
+            _recv_exactly(conn, memoryview(head))
+            verb, token = bytes(head[:4]), bytes(head[4:])
+            if verb == _PUT:
+                outbox().park_upload(token, conn)
+                return  # the paused thread owns it now
+            transfer = outbox().take_transfer(token) if verb == _GET else None
+            if transfer is not None:
+                send_stream(conn, transfer)
+        except (OSError, BulkError):
+            pass  # the receiver went away (Ctrl-C, crash): nothing to clean but the socket
+        conn.close()
+
+    def close(self) -> None:
+        try:
+            self.listener.close()
+        except OSError:
+            pass
+
+
+_data_server: Optional[DataServer] = None
+
+
+def data_server(host: str) -> DataServer:
+    """This process's data server, started on first use."""
+    global _data_server
+    with _outbox_lock:
+        if _data_server is None or _data_server.pid != os.getpid():
+            _data_server = DataServer(host)
+        return _data_server
+
+
+# --- frames <-> descriptors ------------------------------------------------------------------------
+
+
+def _big_buffers(frames: Sequence[Any], threshold: int) -> List[int]:
+    # Frame 0 is the pickle stream; out-of-band buffers follow.
+    out = []
+    for i in range(1, len(frames)):
+        try:
+            if memoryview(frames[i]).nbytes >= threshold:
+                out.append(i)
+        except TypeError:
+            pass
+    return out
+
+
+def export_frames(frames: Sequence[Any], mode: str, *, threshold: int = THRESHOLD
+                  ) -> Tuple[List[Any], Optional[Dict[str, Any]], Optional[Transfer]]:
+    """Take big buffers out of value ``frames`` for ``mode``.
+
+    Returns (frames with empty placeholders, descriptor or None, transfer or None). For
+    ``aes`` the caller makes the transfer reachable: the target registers it for its data
+    port (:func:`offer`), the client uploads it (:func:`open_upload`, :func:`send_stream`).
+    """
+    big = _big_buffers(frames, threshold) if mode in ("shm", "aes") else []
+    if not big:
+        return list(frames), None, None
+    out = list(frames)
+    if mode == "shm":
+        bufs = []
+        try:
+            for i in big:
+                view = memoryview(frames[i])
+                bufs.append({"i": i, "n": view.nbytes, "path": write_segment(view)})
+                out[i] = b""
+        except BaseException:
+            for b in bufs:
+                outbox().drop_segment(b["path"])
+            raise
+        return out, {"mode": "shm", "bufs": bufs}, None
+    transfer = Transfer(token=secrets.token_bytes(TOKEN_BYTES), key=secrets.token_bytes(32),
+                        buffers=[memoryview(frames[i]) for i in big])
+    bufs = [{"i": i, "n": memoryview(frames[i]).nbytes} for i in big]
+    for i in big:
+        out[i] = b""
+    descriptor = {"mode": "aes", "bufs": bufs, "chunk": transfer.chunk, "token": transfer.token.hex(),
+                  "key": base64.b64encode(transfer.key).decode("ascii")}
+    return out, descriptor, transfer
+
+
+def offer(transfer: Transfer) -> None:
+    """Make ``transfer`` collectable through this process's data port (target side)."""
+    outbox().add_transfer(transfer)
+
+
+def open_upload(address: Tuple[str, int], token: bytes, timeout: float = TIMEOUT_S) -> socket.socket:
+    """Connect to the target's data port for an upload; then :func:`send_stream` the transfer.
+
+    Stream it beside waiting for the reply: the target reads the upload while it serves
+    the request that names it.
+    """
+    sock = socket.create_connection(address, timeout=timeout)
+    try:
+        _tune(sock)
+        sock.sendall(_PUT + token)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def total_bytes(descriptor: Optional[Dict[str, Any]]) -> int:
+    """How many bytes a descriptor moves outside the CURVE message."""
+    return sum(int(b["n"]) for b in (descriptor or {}).get("bufs", []))
+
+
+def import_frames(descriptor: Dict[str, Any], frames: Sequence[Any], *,
+                  connect: Optional[Callable[[bytes], socket.socket]] = None,
+                  progress: Optional[ProgressFn] = None) -> List[Any]:
+    """Put the buffers a descriptor names back into ``frames`` (the inverse of export).
+
+    ``connect(token)`` returns a socket positioned at the sealed stream (``aes`` only). On
+    any failure, even KeyboardInterrupt, every segment named is unlinked before raising.
+    """
+    if not isinstance(descriptor, dict) or descriptor.get("mode") not in ("shm", "aes"):
+        raise BulkError(f"malformed bulk descriptor: {descriptor!r}")
+    bufs = descriptor.get("bufs")
+    if not isinstance(bufs, list) or not all(
+        isinstance(b, dict) and isinstance(b.get("i"), int) and 0 < b["i"] < len(frames)
+        and isinstance(b.get("n"), int) and b["n"] > 0 for b in bufs
+    ):
+        raise BulkError("malformed bulk descriptor: bad buffer list")
+    total = sum(b["n"] for b in bufs)
+    if total > _physical_memory():
+        # A corrupt or hostile descriptor must not make us reserve more than the machine has.
+        raise BulkError(f"bulk descriptor announces {total} bytes, more than this machine's memory")
+    out = list(frames)
+    if descriptor["mode"] == "shm":
+        try:
+            done = 0
+            for b in bufs:
+                path = b.get("path")
+                if not isinstance(path, str):
+                    raise BulkError("malformed bulk descriptor: no segment path")
+                out[b["i"]] = map_segment(path, b["n"])
+                done += b["n"]
+                if progress is not None:
+                    progress(done)
+        finally:
+            for b in bufs:  # mapped ones are unlinked already; this catches the rest
+                if isinstance(b.get("path"), str) and os.path.basename(b["path"]).startswith(segment_prefix()):
+                    _unlink_quietly(b["path"])
+        return out
+    if connect is None:
+        raise BulkError("an aes transfer needs a connection to the data port")
+    try:
+        token = bytes.fromhex(descriptor["token"])
+        key = base64.b64decode(descriptor["key"])
+        chunk = int(descriptor["chunk"])
+    except (KeyError, ValueError, TypeError) as exc:
+        raise BulkError(f"malformed bulk descriptor: {exc}") from None
+    if len(key) != 32 or len(token) != TOKEN_BYTES or not 0 < chunk <= (64 << 20):
+        raise BulkError("malformed bulk descriptor: bad key, token or chunk size")
+    sock = connect(token)
+    try:
+        received = recv_stream(sock, key, [b["n"] for b in bufs], chunk, progress)
+    finally:
+        sock.close()
+    for b, mem in zip(bufs, received):
+        out[b["i"]] = mem
+    return out
+
+
+def _physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62
+
+
+def release(descriptor: Optional[Dict[str, Any]]) -> None:
+    """Sender side: the receiver is done (or failed); drop what it did not collect."""
+    if not descriptor:
+        return
+    if descriptor.get("mode") == "shm":
+        for b in descriptor.get("bufs", []):
+            outbox().drop_segment(b["path"])
+    elif descriptor.get("mode") == "aes":
+        outbox().take_transfer(bytes.fromhex(descriptor["token"]))
+
+
+# --- target side: the per-session negotiation and the request path ---------------------------------
+
+
+def hello_reply(host: str) -> Dict[str, Any]:
+    """What the target tells a client that asks for the bulk path (server op ``bulk_hello``).
+
+    A probe segment with a random cookie lets the client prove it sees our /dev/shm
+    (boot ids match across containers that do not share it).
+    """
+    info: Dict[str, Any] = {"host": host_identity(), "modes": ["curve"], "threshold": THRESHOLD}
+    try:
+        info["data_port"] = data_server(host).port
+        info["modes"].insert(0, "aes")
+    except OSError:
+        pass
+    if shm_available():
+        sweep_dead_segments()
+        cookie = secrets.token_bytes(16)
+        try:
+            path = write_segment(memoryview(cookie))
+        except OSError:
+            pass
+        else:
+            info["modes"].insert(0, "shm")
+            info["probe"] = {"path": path, "cookie": cookie.hex()}
+    return info
+
+
+def probe_shm(probe: Optional[Dict[str, Any]]) -> bool:
+    """Client side: can we read the target's probe segment (so: same /dev/shm, same user)?"""
+    if not probe:
+        return False
+    try:
+        mem = map_segment(probe["path"], 16)
+    except (BulkError, OSError, KeyError, TypeError):
+        return False
+    try:
+        return bytes(mem[:16]).hex() == probe.get("cookie")
+    finally:
+        mem.close()
+
+
+def import_request(args: Dict[str, Any], values: Sequence[Any], timeout: float = TIMEOUT_S) -> List[Any]:
+    """Target side: restore the big buffers of a request (``args['_bulk_in']``) before its op runs."""
+    descriptor = args.get("_bulk_in")
+    if not descriptor:
+        return list(values)
+    frames = [b""] + list(values)  # descriptors index value frames from 1 (frame 0 is the header)
+    frames = import_frames(descriptor, frames, connect=lambda token: outbox().claim_upload(token, timeout))
+    return frames[1:]
+
+
+def export_reply(frames: Sequence[Any], mode: Any) -> Tuple[List[Any], Optional[Dict[str, Any]]]:
+    """Target side: take big buffers out of reply ``frames`` (header first) for ``mode``.
+
+    Any failure (a full /dev/shm, no data port) leaves the frames as they were: the value
+    still arrives, over CURVE.
+    """
+    if mode not in ("shm", "aes") or len(frames) < 2:
+        return list(frames), None
+    try:
+        out, descriptor, transfer = export_frames(frames, mode)
+    except OSError:
+        return list(frames), None
+    if transfer is not None:
+        if _data_server is None or _data_server.pid != os.getpid():
+            return list(frames), None
+        offer(transfer)
+    return out, descriptor
+
+
+# --- client side: the per-session choice -------------------------------------------------------------
+
+
+@dataclass
+class BulkPeer:
+    """One client session's bulk path: the mode chosen and where the data port is.
+
+    ``stats`` counts what went which way (tests and benchmarks read it).
+    """
+
+    mode: str = "curve"
+    data_address: Optional[Tuple[str, int]] = None
+    threshold: int = THRESHOLD
+    stats: Dict[str, int] = field(default_factory=lambda: {"shm": 0, "aes": 0, "bytes": 0, "uploads": 0})
+
+    @classmethod
+    def negotiate(cls, offer: Dict[str, Any], endpoint_host: str, *, loopback: bool,
+                  forced: Optional[str] = None) -> "BulkPeer":
+        """Pick the mode for a session from the target's ``bulk_hello`` offer.
+
+        shm needs the same kernel (boot id), the same user and a readable probe segment;
+        otherwise aes if the target has a data port; ``forced`` (``BRIDGE_BULK``) wins
+        when the target offers it.
+        """
+        modes = list(offer.get("modes") or ["curve"])
+        probe_ok = False
+        if "shm" in modes:
+            same = offer.get("host", {})
+            mine = host_identity()
+            probe_ok = (loopback and same.get("boot_id") == mine["boot_id"] and same.get("uid") == mine["uid"]
+                        and probe_shm(offer.get("probe")))
+            if not probe_ok:
+                modes.remove("shm")
+        if not probe_ok and offer.get("probe"):
+            _unlink_quietly(str(offer["probe"].get("path", "")))  # ours to tidy if we can see it
+        if forced:
+            if forced not in MODES:
+                raise ValueError(f"BRIDGE_BULK must be one of {', '.join(MODES)}, not {forced!r}")
+            mode = forced if forced in modes or forced == "curve" else modes[0]
+        else:
+            mode = modes[0]
+        port = offer.get("data_port")
+        address = (endpoint_host, int(port)) if isinstance(port, int) else None
+        if mode == "aes" and address is None:
+            mode = "curve"
+        return cls(mode=mode, data_address=address, threshold=int(offer.get("threshold") or THRESHOLD))
+
+    def connect(self, token: bytes, timeout: float = TIMEOUT_S) -> socket.socket:
+        """Open the data port and ask for the transfer ``token`` (pull)."""
+        if self.data_address is None:
+            raise BulkError("the target offered no data port")
+        sock = socket.create_connection(self.data_address, timeout=timeout)
+        _tune(sock)
+        sock.sendall(_GET + token)
+        return sock
+
+    def count(self, descriptor: Dict[str, Any]) -> None:
+        self.stats[descriptor["mode"]] = self.stats.get(descriptor["mode"], 0) + len(descriptor["bufs"])
+        self.stats["bytes"] += total_bytes(descriptor)
+
+
+def _register_ops() -> None:
+    from .ops import server_op
+
+    @server_op("bulk_hello")
+    def _op_bulk_hello(server: Any, args: Dict[str, Any], values: Sequence[Any], identity: bytes) -> Dict[str, Any]:
+        """Offer the bulk modes this target can serve (the client picks, per session)."""
+        return hello_reply(server.host)
+
+
+_register_ops()
