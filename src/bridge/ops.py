@@ -36,9 +36,11 @@ class OpError(Exception):
     ``WriteBackConflict``, ``FrameWriteError``, ``Unsupported``.
     """
 
-    def __init__(self, kind: str, message: str) -> None:
+    def __init__(self, kind: str, message: str, data: Optional[Dict[str, Any]] = None) -> None:
         super().__init__(message)
         self.kind = kind
+        #: Extra JSON fields for the reply's error object (e.g. ``names`` of a conflict).
+        self.data = dict(data or {})
 
 
 def bad_request(message: str) -> OpError:
@@ -105,6 +107,7 @@ OP_MODULES = (
     "bridge.pause",       # stack, locals, eval, exec, get, set, resume ops
     "bridge.debug_ops",   # breakpoints, pause on demand, watches
     "bridge.mount_ops",   # jump_context snapshots and write-back, live references
+    "bridge.playground_ops",  # %%playground: run code in a fork() of the paused process
 )
 
 

@@ -19,8 +19,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import zmq
 
+from . import bulk
 from . import frames as frame_access
-from . import wire
+from . import refs, wire
 from .capture import captured_output
 from .ops import FRAME_OPS, RESUME_OPS, OpError, Reply, arg, frame_op, str_list
 from .server import TAG_REPLY, Server, encode_error, encode_reply, get_server
@@ -106,6 +107,8 @@ def serve(frames: List[FrameType], reason: str, *, timeout: Optional[float] = No
     server = server or get_server()
     pause = Pause(frames, reason, info)
     pause.watches = dict(_watches)
+    if pause.watches:  # evaluated here, on the paused thread, so they arrive with the event
+        pause.info["watches"] = evaluate_watches(frames[0], list(pause.watches))
     push = server.context.socket(zmq.PUSH)
     push.setsockopt(zmq.LINGER, 1000)
     push.connect(server.internal_endpoint)
@@ -138,17 +141,24 @@ def _run_op(pause: Pause, push: zmq.Socket, identity: bytes, request_id: Any, op
             args: Dict[str, Any], values: Sequence[Any]) -> Optional[str]:
     """Run one frame op on this thread and send its reply. Returns a resume action or None."""
     try:
+        if "_bulk_in" in args:  # [bulk path] big request buffers came outside CURVE (issue 6)
+            try:
+                values = bulk.import_request(args, values)
+            except bulk.BulkError as exc:
+                raise OpError("BulkError", str(exc)) from None
         result = FRAME_OPS[op](pause, args, values)
         reply = result if isinstance(result, Reply) else Reply(result=result)
         try:
-            frames_out = encode_reply(request_id, reply)
+            frames_out = encode_reply(request_id, reply, args.get("_bulk"))
         except Exception as exc:
             raise OpError("Unpicklable", f"the result cannot be sent: {type(exc).__name__}: {exc}") from None
     except OpError as exc:
-        frames_out = encode_error(request_id, exc.kind, str(exc))
+        frames_out = encode_error(request_id, exc.kind, str(exc), data=exc.data)
     except BaseException as exc:  # user code raised (even SystemExit): an error reply, the job goes on
         frames_out = encode_error(request_id, type(exc).__name__, _exc_message(exc), _user_traceback(exc))
-    push.send_multipart([TAG_REPLY, identity, *frames_out], copy=False)
+    # Zero-copy only pays for big frames (issue 6: it costs a Frame object per part).
+    small = len(frames_out) <= 3 and all(len(f) < wire.ZERO_COPY_THRESHOLD for f in frames_out)
+    push.send_multipart([TAG_REPLY, identity, *frames_out], copy=small)
     return RESUME_OPS.get(op)
 
 
@@ -233,8 +243,21 @@ def summarize(value: Any) -> Dict[str, Any]:
 # --- frame ops ---------------------------------------------------------------------------------
 
 
+_compiled: Dict[Tuple[str, str], Any] = {}
+_COMPILED_MAX = 256
+
+
 def _compile(source: str, mode: str) -> Any:
-    return compile(source, "<remote>", mode)
+    # Cached (issue 6): a notebook re-evaluates the same expressions (panels, watches, loops),
+    # and compile() is a large share of a small eval's round trip. Code objects are immutable.
+    key = (source, mode)
+    code = _compiled.get(key)
+    if code is None:
+        code = compile(source, "<remote>", mode)
+        if len(_compiled) >= _COMPILED_MAX:
+            _compiled.pop(next(iter(_compiled)))
+        _compiled[key] = code
+    return code
 
 
 @frame_op("stack")
@@ -262,7 +285,9 @@ def _op_eval(pause: Pause, args: Dict[str, Any], values: Sequence[Any]) -> Reply
     code = _compile(arg(args, "expr", str), "eval")
     with captured_output() as out:
         value = frame_access.run_code(frame, code, eval_mode=True)
-    return Reply(result={"output": out.getvalue()}, value=value)
+    # A value that cannot be copied (an open file, a lock) comes back as a live reference.
+    enc = refs.encode(value, size_limit=arg(args, "size_limit", int, None))
+    return Reply(result={"output": out.getvalue(), "live": enc.live}, frames=enc.frames)
 
 
 @frame_op("exec")
@@ -282,14 +307,14 @@ def _op_get(pause: Pause, args: Dict[str, Any], values: Sequence[Any]) -> Reply:
     missing = [n for n in names if n not in ns]
     if missing:
         raise OpError("NameError", f"not defined in {frame.f_code.co_name}: {', '.join(missing)}")
-    return Reply(value={n: ns[n] for n in names})
+    return Reply(frames=refs.encode({n: ns[n] for n in names}).frames)  # unpicklable parts go live
 
 
 @frame_op("set")
 def _op_set(pause: Pause, args: Dict[str, Any], values: Sequence[Any]) -> Dict[str, Any]:
     frame = pause.frame(args)
     deletes = str_list(args, "delete", [])
-    updates = wire.load_value(values) if values else {}
+    updates = refs.load(values) if values else {}  # live references resolve to their objects
     if not isinstance(updates, dict):
         raise OpError("BadRequest", "set expects a dict of name -> value")
     try:
@@ -300,7 +325,9 @@ def _op_set(pause: Pause, args: Dict[str, Any], values: Sequence[Any]) -> Dict[s
 
 
 def _resume_op(pause: Pause, args: Dict[str, Any], values: Sequence[Any]) -> Dict[str, Any]:
-    return {"thread": pause.thread_id}
+    # The pause id tells the client which pause ended: the thread may pause again before
+    # the client reads this reply, and that new pause must not be mistaken for this one.
+    return {"thread": pause.thread_id, "pause_id": pause.pause_id}
 
 
 for _name in RESUME_OPS:
@@ -317,7 +344,8 @@ def describe_threads(server: Server) -> List[Dict[str, Any]]:
     out = []
     for thread in threading.enumerate():
         ident = thread.ident
-        if ident is None or thread is server.thread or thread is getattr(server.auth, "thread", None):
+        # framebridge's own threads are all named "bridge-*"; the ZAP authenticator's is not.
+        if ident is None or thread.name.startswith("bridge-") or thread is getattr(server.auth, "thread", None):
             continue
         entry: Dict[str, Any] = {"thread": ident, "name": thread.name, "daemon": thread.daemon,
                                  "main": thread is threading.main_thread()}

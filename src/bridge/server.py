@@ -40,6 +40,46 @@ TAG_EVENT = b"E"
 TAG_STOP = b"S"
 
 
+class _RateLimitedLog:
+    """Log refusals, at most ``burst`` lines per ``window`` seconds (a flood of bad peers
+    must not fill the job's log); the next line that gets through says how many were hidden."""
+
+    def __init__(self, burst: int = 10, window: float = 60.0) -> None:
+        self.burst = burst
+        self.window = window
+        self._lock = threading.Lock()
+        self._window_start = 0.0
+        self._count = 0
+        self._suppressed = 0
+
+    def warning(self, message: str, *args: Any) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._window_start > self.window:
+                self._window_start, self._count = now, 0
+            self._count += 1
+            if self._count > self.burst:
+                self._suppressed += 1
+                return
+            suppressed, self._suppressed = self._suppressed, 0
+        if suppressed:
+            message += f" ({suppressed} similar refusals not logged)"
+        log.warning(message, *args)
+
+
+#: Every refused peer (unauthorized key, failed handshake) is logged through this.
+refusal_log = _RateLimitedLog()
+
+# Server-side handshake failures, as the ROUTER's monitor reports them. An unauthorized
+# client key is logged by the ZAP handler (with its fingerprint), so it is only counted.
+_HANDSHAKE_FAILURE_TEXT = {
+    zmq.PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC: "its CURVE handshake did not decrypt: the client used a wrong "
+    "server key (a stale or tampered connection file?)",
+    zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH: "it does not speak CURVE (a plaintext ZeroMQ client, or "
+    "not ZeroMQ at all)",
+}
+
+
 class _KeyPolicy:
     """ZAP credentials provider: admit only authorized client keys, log every refusal."""
 
@@ -60,7 +100,7 @@ class _KeyPolicy:
         key = client_key.decode("ascii", "replace")
         if key in self._keys:
             return True
-        log.warning("bridge: refused a client with an unauthorized key %s", keys.fingerprint(key))
+        refusal_log.warning("bridge: refused a client with an unauthorized key %s", keys.fingerprint(key))
         return False
 
 
@@ -85,6 +125,13 @@ class Server:
         self.router.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
         self.router.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
         self.router.setsockopt(zmq.LINGER, 0)
+        # Handshake failures (wrong server key, plaintext or garbage peers) never reach the
+        # ZAP handler; the socket's monitor is the only place they show, so they are logged from there.
+        self.monitor = self.router.get_monitor_socket(
+            zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+            | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+        )
+        self.handshake_failures = 0
         if ":" in host and not host.startswith("["):
             self.router.setsockopt(zmq.IPV6, 1)
             bind_host = f"[{host}]"
@@ -204,6 +251,7 @@ class Server:
         poller = zmq.Poller()
         poller.register(self.router, zmq.POLLIN)
         poller.register(self.internal, zmq.POLLIN)
+        poller.register(self.monitor, zmq.POLLIN)
         while True:
             try:
                 ready = dict(poller.poll())
@@ -216,15 +264,40 @@ class Server:
                     break
             if self.router in ready:
                 self._drain_router()
-        for sock in (self.router, self.internal, self._push):
+            if self.monitor in ready:
+                self._drain_monitor()
+        try:
+            self.router.disable_monitor()
+        except zmq.ZMQError:
+            pass
+        for sock in (self.monitor, self.router, self.internal, self._push):
             sock.close(linger=0)
 
-    def _drain_internal(self) -> bool:
+    def _drain_monitor(self) -> None:
+        """Count and log (rate-limited) peers whose handshake failed."""
+        from zmq.utils.monitor import parse_monitor_message
+
         while True:
             try:
-                tag, *frames = self.internal.recv_multipart(zmq.NOBLOCK, copy=False)
+                event = parse_monitor_message(self.monitor.recv_multipart(zmq.NOBLOCK))
             except zmq.Again:
-                return True
+                return
+            except Exception:  # a malformed monitor frame must not stop the server
+                return
+            self.handshake_failures += 1
+            if event["event"] == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+                continue  # the ZAP handler logged it, with the key's fingerprint
+            why = _HANDSHAKE_FAILURE_TEXT.get(
+                event["value"],
+                f"its handshake failed (a plaintext or non-ZeroMQ peer, or one that hung up; code {event['value']:#x})",
+            )
+            refusal_log.warning("bridge: refused a connection to %s: %s", self.endpoint, why)
+
+    def _drain_internal(self) -> bool:
+        # Hot path (issue 6): ask ZMQ_EVENTS whether more is queued instead of paying for a
+        # zmq.Again exception after every message.
+        while self.internal.get(zmq.EVENTS) & zmq.POLLIN:
+            tag, *frames = self.internal.recv_multipart(zmq.NOBLOCK, copy=False)
             tag = tag.bytes
             if tag == TAG_STOP:
                 return False
@@ -234,13 +307,13 @@ class Server:
             elif tag == TAG_EVENT:
                 for identity in list(self.subscribers):
                     self._send(identity, frames)
+        return True
 
     def _drain_router(self) -> None:
         for _ in range(1000):  # bounded: let internal traffic (replies) through too
-            try:
-                identity, *frames = self.router.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
+            if not self.router.get(zmq.EVENTS) & zmq.POLLIN:  # cheaper than zmq.Again (issue 6)
                 return
+            identity, *frames = self.router.recv_multipart(zmq.NOBLOCK, copy=False)
             self._handle(identity.bytes, frames)
 
     def _send(self, identity: bytes, frames: Sequence[Any]) -> None:
@@ -327,19 +400,31 @@ def _as_reply(result: Any) -> Reply:
     return result if isinstance(result, Reply) else Reply(result=result)
 
 
-def encode_reply(request_id: Any, reply: Reply) -> List[Any]:
-    """Frames of a successful reply. Pickling errors propagate to the caller."""
+def encode_reply(request_id: Any, reply: Reply, bulk_mode: Any = None) -> List[Any]:
+    """Frames of a successful reply. Pickling errors propagate to the caller.
+
+    ``bulk_mode`` (the request's ``_bulk`` arg: "shm" or "aes") moves big buffers out of
+    the CURVE message (bulk.py); the header's ``bulk`` descriptor says where they went.
+    """
     frames = reply.frames
     if frames is None and reply.value is not NO_VALUE:
         frames = wire.dump_value(reply.value)
-    return wire.make_message({"id": request_id, "ok": True, "result": reply.result}, frames)
+    header = {"id": request_id, "ok": True, "result": reply.result}
+    if bulk_mode and frames:  # [bulk path] issue 6
+        from . import bulk
+
+        exported, descriptor = bulk.export_reply([b""] + list(frames), bulk_mode)
+        if descriptor is not None:
+            frames, header["bulk"] = exported[1:], descriptor
+    return wire.make_message(header, frames)
 
 
-def encode_error(request_id: Any, kind: str, message: str, tb: str = "") -> List[Any]:
-    """Frames of an error reply."""
-    return wire.make_message(
-        {"id": request_id, "ok": False, "error": {"type": kind, "message": message, "traceback": tb}}
-    )
+def encode_error(request_id: Any, kind: str, message: str, tb: str = "",
+                 data: Optional[Dict[str, Any]] = None) -> List[Any]:
+    """Frames of an error reply; ``data`` adds JSON fields to the error object (e.g. ``names``)."""
+    error = dict(data or {})
+    error.update(type=kind, message=message, traceback=tb)
+    return wire.make_message({"id": request_id, "ok": False, "error": error})
 
 
 # --- the process-wide server -------------------------------------------------------------

@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from .discovery import SessionInfo, attach, sessions
 from .errors import (
     AuthenticationError,
@@ -21,11 +23,34 @@ from .errors import (
     SessionLost,
     WriteBackConflict,
 )
+from .current import current_session, set_current_session
+from .mount import Mount, jump_context
+from .proxy import LiveRef, is_live
+from .inject import RemoteAttachError, inject
 from .session import PauseInfo, Session
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext client``: %attach, %where, %%remote, %%jump, %%playground (imports IPython lazily)."""
+    from .magics import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext client``."""
+    from .magics import unload_ipython_extension as unload
+
+    unload(ipython)
 
 __all__ = [
     "attach",
+    "inject",
     "sessions",
+    "jump_context",
+    "Mount",
+    "LiveRef",
+    "is_live",
     "Session",
     "SessionInfo",
     "PauseInfo",
@@ -37,4 +62,17 @@ __all__ = [
     "WriteBackConflict",
     "RemoteError",
     "RequestTimeout",
+    "current_session",
+    "set_current_session",
+    "RemoteAttachError",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # DebugPanel needs ipywidgets; import it on first use so `import client` does not.
+    # (Not in __all__ for the same reason: `from client import *` must not need ipywidgets.)
+    if name == "DebugPanel":
+        from .panel import DebugPanel
+
+        return DebugPanel
+    raise AttributeError(f"module 'client' has no attribute {name!r}")

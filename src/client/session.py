@@ -235,7 +235,7 @@ class Session(DebugControl):
         if self._closed:
             raise SessionLost("this session is closed; attach again")
         if value is not wire:
-            frames = wire.dump_value(value)
+            frames = self._dump(value)
         with self._lock:
             return self._channel.request(op, args, frames, timeout=self.timeout if timeout is ... else timeout)
 
@@ -354,7 +354,17 @@ class Session(DebugControl):
         self.set(**{name: value})
 
     def _load(self, frames: List[Any]) -> Any:
-        return wire.load_value(frames)
+        """Decode a value from the target; what could not be copied arrives as a live reference."""
+        from .proxy import load
+
+        return load(self, frames)
+
+    def _dump(self, value: Any) -> List[Any]:
+        """Encode a value for the target: live references go back as themselves, notebook
+        functions and classes by value (cloudpickle)."""
+        from .proxy import dump
+
+        return dump(value)
 
     # --- execution control -----------------------------------------------------------
 
@@ -387,9 +397,7 @@ class Session(DebugControl):
         args["frame"] = 0
         result, _ = self._request(op, args)
         with self._state:
-            pause = self._pauses.get(result["thread"])
-            if pause is not None:
-                self._retire(pause.thread, pause.pause_id)
+            self._retire(int(result["thread"]), int(result["pause_id"]))
             self._frame = 0
 
     def threads(self) -> List[Dict[str, Any]]:

@@ -17,9 +17,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
-from bridge import keys, wire
+from bridge import bulk, keys, wire
 
-from .errors import AuthenticationError, RequestTimeout, SessionLost, error_from_reply
+from .errors import AuthenticationError, RemoteError, RequestTimeout, SessionLost, error_from_reply
 
 #: Slice of every blocking poll, so Ctrl-C and liveness checks get a turn.
 POLL_SLICE_MS = 100
@@ -70,6 +70,9 @@ class Channel:
         self.handshakes = 0
         self.abandoned: set = set()
         self._last_alive_check = 0.0
+        #: The session's bulk path (bulk.py), chosen in :func:`handshake`; None = CURVE only.
+        self.bulk: Optional[bulk.BulkPeer] = None
+        self._poller: Optional[zmq.Poller] = None
 
     # --- failure detection -----------------------------------------------------------
 
@@ -77,9 +80,10 @@ class Channel:
         """Read monitor events; raise AuthenticationError/SessionLost when they say so."""
         while True:
             try:
+                # ZMQ_EVENTS first (issue 6): a zmq.Again per request costs more than the check.
+                if not self.monitor.get(zmq.EVENTS) & zmq.POLLIN:
+                    break
                 msg = self.monitor.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                break
             except zmq.ZMQError:
                 break
             event = parse_monitor_message(msg)["event"]
@@ -128,7 +132,8 @@ class Channel:
             raise SessionLost("the session is closed")
         request_id = next(_request_ids)
         msg = wire.make_message({"id": request_id, "op": op, "args": args or {}}, value_frames)
-        self.socket.send_multipart(msg, copy=False)
+        # Zero-copy only pays for big frames; for a header-only request it is pure overhead.
+        self.socket.send_multipart(msg, copy=not value_frames)
         return request_id
 
     def receive(self, timeout: Optional[float], *, want_id: Optional[int] = None,
@@ -139,9 +144,11 @@ class Channel:
         ``timeout`` None waits without limit (still ending on a dead target or Ctrl-C).
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        poller = zmq.Poller()
-        poller.register(self.socket, zmq.POLLIN)
-        poller.register(self.monitor, zmq.POLLIN)
+        poller = self._poller
+        if poller is None:  # made once per channel (issue 6: not per request)
+            poller = self._poller = zmq.Poller()
+            poller.register(self.socket, zmq.POLLIN)
+            poller.register(self.monitor, zmq.POLLIN)
         while True:
             self.check_events()
             remaining_ms = POLL_SLICE_MS
@@ -169,23 +176,118 @@ class Channel:
             if want_id is not None and rid != want_id:
                 if rid in self.abandoned:
                     self.abandoned.discard(rid)
+                    _drop_bulk(header)
                 elif on_other is not None:
                     on_other(header, values)
                 continue
             if not header.get("ok", True) and "error" in header:
                 raise error_from_reply(header["error"])
+            if "bulk" in header:  # [bulk path] big buffers came outside CURVE (issue 6)
+                values = self._import_bulk(header["bulk"], values)
             return header, values
+
+    def _import_bulk(self, descriptor: Dict[str, Any], values: List[Any]) -> List[Any]:
+        """Map / receive the buffers a reply's bulk descriptor names (progress bar if slow)."""
+        from .progress import transfer_progress
+
+        peer = self.bulk or bulk.BulkPeer()
+        total = bulk.total_bytes(descriptor)
+        with transfer_progress(total, f"pid {self.pid}: receiving") as report:
+            frames = bulk.import_frames(descriptor, [b""] + list(values), connect=peer.connect, progress=report)
+        peer.count(descriptor)
+        return frames[1:]
 
     def request(self, op: str, args: Optional[Dict[str, Any]] = None, value_frames: Optional[List[Any]] = None,
                 timeout: Optional[float] = 30.0) -> Tuple[Any, List[Any]]:
         """Send a request and wait for its reply: (result, value frames)."""
-        request_id = self.send(op, args, value_frames)
+        peer = self.bulk
+        if peer is None or peer.mode == "curve":
+            request_id = self.send(op, args, value_frames)
+            try:
+                header, values = self.receive(timeout, want_id=request_id)
+            except BaseException:
+                self.abandoned.add(request_id)
+                raise
+            return header.get("result"), values
+        # [bulk path] ask for big reply buffers outside CURVE; send big request buffers so too.
+        args = dict(args or {}, _bulk=peer.mode)
+        descriptor = transfer = None
+        if value_frames:
+            exported, descriptor, transfer = bulk.export_frames([b""] + list(value_frames), peer.mode,
+                                                                threshold=peer.threshold)
+            if descriptor is not None:
+                value_frames = exported[1:]
+                args["_bulk_in"] = descriptor
+        upload = _Upload(peer, transfer, self.pid) if transfer is not None else None
         try:
-            header, values = self.receive(timeout, want_id=request_id)
-        except BaseException:
-            self.abandoned.add(request_id)
-            raise
+            request_id = self.send(op, args, value_frames)
+            if upload is not None:
+                upload.start()
+            try:
+                header, values = self.receive(timeout, want_id=request_id)
+            except BaseException:
+                self.abandoned.add(request_id)
+                raise
+        finally:
+            if upload is not None:
+                upload.finish()
+            bulk.release(descriptor)  # segments the target did not map are gone now
+        if descriptor is not None:
+            peer.stats["uploads"] += 1
+            peer.count(descriptor)
         return header.get("result"), values
+
+
+class _Upload:
+    """Streams one sealed upload to the target's data port beside the request's reply wait."""
+
+    def __init__(self, peer: bulk.BulkPeer, transfer: bulk.Transfer, pid: int) -> None:
+        import threading
+
+        from .progress import Progress
+
+        if peer.data_address is None:
+            raise bulk.BulkError("the target offered no data port")
+        self.sock = bulk.open_upload(peer.data_address, transfer.token)
+        self.transfer = transfer
+        self.error: Optional[BaseException] = None
+        self.progress = Progress(sum(b.nbytes for b in transfer.buffers), f"pid {pid}: sending")
+        self.thread = threading.Thread(target=self._run, name="framebridge-upload", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            bulk.send_stream(self.sock, self.transfer, self.progress)
+        except BaseException as exc:  # the target refused or went away: the reply says why
+            self.error = exc
+
+    def finish(self) -> None:
+        """After the reply (or an interruption): stop streaming if it still is, close."""
+        import socket as _socket
+
+        if self.thread.is_alive():
+            try:
+                self.sock.shutdown(_socket.SHUT_RDWR)  # unblocks a sendall the target never read
+            except OSError:
+                pass
+            self.thread.join(5.0)
+        self.progress.close(self.error is None)
+        self.sock.close()
+
+
+def _drop_bulk(header: Dict[str, Any]) -> None:
+    """An abandoned reply's shared-memory segments are unlinked at once (same user)."""
+    descriptor = header.get("bulk")
+    if isinstance(descriptor, dict) and descriptor.get("mode") == "shm":
+        for b in descriptor.get("bufs") or []:
+            path = b.get("path") if isinstance(b, dict) else None
+            if isinstance(path, str) and path.startswith(bulk.SHM_DIR + "/" + bulk.segment_prefix()):
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
 
 
 def _is_loopback(endpoint: str) -> bool:
@@ -202,7 +304,22 @@ def handshake(channel: Channel, timeout: float) -> Dict[str, Any]:
         raise SessionLost(
             f"pid {channel.pid} at {channel.endpoint} did not answer within {timeout:g}s"
         ) from None
+    channel.bulk = negotiate_bulk(channel, timeout)
     return result
+
+
+def negotiate_bulk(channel: Channel, timeout: float) -> Optional[bulk.BulkPeer]:
+    """Choose this session's bulk path (``BRIDGE_BULK`` = shm | aes | curve forces one)."""
+    forced = os.environ.get("BRIDGE_BULK") or None
+    if forced == "curve":
+        return None
+    try:
+        offer, _ = channel.request("bulk_hello", timeout=timeout)
+    except RemoteError:  # an older target: everything over CURVE
+        return None
+    host = channel.endpoint.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
+    peer = bulk.BulkPeer.negotiate(offer, host, loopback=channel.local, forced=forced)
+    return None if peer.mode == "curve" else peer
 
 
 def sequence_or_empty(values: Sequence[Any]) -> List[Any]:
