@@ -132,6 +132,23 @@ def test_run_code_global_statement_writes_real_globals():
         globals().pop("_fb_test_global", None)
 
 
+@pytest.mark.skipif(not CAN_DELETE, reason="3.12+ cannot unbind a function's fast local")
+def test_run_code_deleting_a_local_does_not_leak_it_into_globals():
+    doomed = object()
+    frames.run_code(sys._getframe(), compile("del doomed", "<t>", "exec"), eval_mode=False)
+    assert "doomed" not in globals()
+    with pytest.raises(UnboundLocalError):
+        doomed  # noqa: B018
+
+
+@pytest.mark.skipif(sys.version_info[:2] != (3, 12), reason="3.12's LocalsToFast turns a deleted local into None")
+def test_run_code_delete_on_312_keeps_the_value_and_says_so(capsys):
+    doomed = "kept"
+    frames.run_code(sys._getframe(), compile("del doomed", "<t>", "exec"), eval_mode=False)
+    assert doomed == "kept"
+    assert "cannot delete the local variable 'doomed'" in capsys.readouterr().err
+
+
 def test_run_code_lambda_sees_locals():
     factor = 3
     code = compile("list(map(lambda v: v * factor, [1, 2]))", "<t>", "eval")

@@ -159,3 +159,25 @@ def test_proxy_needs_a_paused_target(target, attach_to):
         box.total()
     assert type(info.value).__name__ == "NotPaused"
     assert "repr failed" in repr(box)       # repr never raises
+
+
+def test_closing_a_session_releases_its_live_references(target, attach_to):
+    t = target("""
+        import bridge, weakref
+        class Thing:            # defined in the target's __main__: always a live reference
+            pass
+        def f():
+            thing = Thing()
+            alive = weakref.ref(thing)
+            bridge.set_trace()
+        f()
+    """)
+    first = attach_to(t)
+    proxy = first.eval("thing")
+    assert type(proxy).__name__ == "LiveRef"
+    first.close()
+    second = attach_to(t)
+    second.exec("thing = None\nimport gc; gc.collect()")
+    assert second.eval("alive() is None")  # the target's table no longer holds it
+    second.cont()
+    assert t.wait_exit(10) == 0

@@ -133,7 +133,8 @@ def run_code(frame: FrameType, code: Any, *, eval_mode: bool) -> Any:
     local_ns = frame.f_locals  # ≤3.12: the one snapshot read; 3.13+: write-through proxy
     overlay = dict(real_globals)
     overlay.update(local_ns)
-    before = {name: overlay[name] for name in real_globals if name not in local_ns}
+    initial_locals = set(local_ns)
+    before = {name: overlay[name] for name in real_globals if name not in initial_locals}
     try:
         if eval_mode:
             return eval(code, overlay, local_ns)
@@ -141,6 +142,8 @@ def run_code(frame: FrameType, code: Any, *, eval_mode: bool) -> Any:
         return None
     finally:
         if not PEP667:
+            if not CAN_DELETE_FAST_LOCALS:
+                _keep_deleted_fast_locals(frame, local_ns, overlay, initial_locals)
             _locals_to_fast(frame, 1)
         # Names assigned under `global` landed in the overlay copy: carry them over.
         for name, old in before.items():
@@ -148,9 +151,22 @@ def run_code(frame: FrameType, code: Any, *, eval_mode: bool) -> Any:
                 real_globals[name] = overlay[name]
             elif name not in overlay:
                 real_globals.pop(name, None)
-        for name in overlay.keys() - before.keys() - set(local_ns) - {"__builtins__"}:
+        # Only names the code created under `global`: never a local (one it deleted included).
+        for name in overlay.keys() - before.keys() - initial_locals - set(local_ns) - {"__builtins__"}:
             if name not in real_globals:
                 real_globals[name] = overlay[name]
+
+
+def _keep_deleted_fast_locals(frame: FrameType, local_ns: Dict[str, Any], overlay: Dict[str, Any],
+                              initial_locals: Iterable[str]) -> None:
+    # 3.12's LocalsToFast would turn a `del`eted fast local into None; keep its value and say so.
+    code = frame.f_code
+    fast = set(code.co_varnames) | set(code.co_cellvars) | set(code.co_freevars)
+    for name in sorted(set(initial_locals) - set(local_ns)):
+        if name in fast:
+            local_ns[name] = overlay[name]  # the overlay still holds the value from before the code ran
+            print(f"framebridge: Python 3.12 cannot delete the local variable {name!r} of a running "
+                  f"function; it keeps its value", file=sys.stderr)
 
 
 def frame_label(frame: FrameType) -> Dict[str, Any]:

@@ -99,6 +99,18 @@ class RefRegistry:
             self._pending.extend((r, [n]) for r, n in releases)  # not delivered: try again next time
             raise
 
+    def release_all(self) -> None:
+        """Give back every handle this session holds (on close): the target drops its
+        references, so objects the notebook was looking at can be freed."""
+        with self._lock:
+            for ref, proxy in list(self._proxies.items()):
+                count = proxy._fb_count
+                if count[0]:
+                    self._pending.append((ref, [count[0]]))
+                    count[0] = 0  # its finalizer will then release nothing twice
+            self._proxies.clear()
+        self.flush()
+
     def flush(self) -> None:
         """Send pending releases now (a no-op when there are none)."""
         if self._pending:

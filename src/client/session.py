@@ -411,6 +411,12 @@ class Session(DebugControl):
         """Detach. The target keeps running, or stays paused for another client."""
         if self._closed:
             return
+        refs = self.__dict__.get("_fb_refs")
+        if refs is not None and self.paused:
+            try:
+                refs.release_all()  # otherwise the target keeps those objects alive until it exits
+            except Exception:
+                pass  # the target is gone or resumed: nothing left to release there
         self._closed = True
         try:
             with self._lock:
