@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import queue
-import sys
 import time
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any, Dict, Iterator
 
 import pytest
 
@@ -21,7 +18,7 @@ pytestmark = pytest.mark.kernel
 jupyter_client = pytest.importorskip("jupyter_client")
 pytest.importorskip("ipykernel")
 
-CELL_TIMEOUT = 60.0
+from kernel_driver import Kernel, result, stream
 
 PAUSED_JOB = """
 import bridge
@@ -38,80 +35,14 @@ job()
 """
 
 
-class Kernel:
-    """A live kernel: run cells, collect their iopub outputs and reply (every wait bounded)."""
-
-    def __init__(self, km: Any, kc: Any) -> None:
-        self.km = km
-        self.kc = kc
-
-    def run(self, code: str, timeout: float = CELL_TIMEOUT) -> Tuple[Dict[str, Any], List[Dict[str, Any]]]:
-        msg_id = self.kc.execute(code)
-        outputs: List[Dict[str, Any]] = []
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"cell did not finish within {timeout}s: {code[:60]!r}")
-            try:
-                msg = self.kc.get_iopub_msg(timeout=min(left, 1.0))
-            except queue.Empty:
-                continue
-            if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                continue
-            kind = msg["msg_type"]
-            if kind == "status" and msg["content"].get("execution_state") == "idle":
-                break
-            if kind in ("stream", "execute_result", "display_data", "error"):
-                outputs.append(dict(msg["content"], output_type=kind))
-        reply = self.kc.get_shell_msg(timeout=timeout)
-        while reply["parent_header"].get("msg_id") != msg_id:  # skip stale replies
-            reply = self.kc.get_shell_msg(timeout=timeout)
-        return reply["content"], outputs
-
-    def ok(self, code: str, timeout: float = CELL_TIMEOUT) -> List[Dict[str, Any]]:
-        """Run a cell that must succeed; return its outputs."""
-        reply, outputs = self.run(code, timeout)
-        assert reply["status"] == "ok", f"cell failed: {code!r}\n{_error_text(outputs)}"
-        return outputs
-
-
-def _error_text(outputs: List[Dict[str, Any]]) -> str:
-    return "\n".join(f"{o['ename']}: {o['evalue']}\n" + "\n".join(o.get("traceback", []))
-                     for o in outputs if o["output_type"] == "error")
-
-
-def stream(outputs: List[Dict[str, Any]], name: str = "stdout") -> str:
-    return "".join(o["text"] for o in outputs if o["output_type"] == "stream" and o["name"] == name)
-
-
-def result(outputs: List[Dict[str, Any]], mime: str = "text/plain") -> str:
-    found = [o["data"][mime] for o in outputs if o["output_type"] in ("execute_result", "display_data")
-             and mime in o["data"]]
-    assert found, f"no {mime} output in {outputs}"
-    return found[-1]
-
-
 @pytest.fixture(scope="module")
 def kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kernel]:
-    from jupyter_client import KernelManager
-
-    km = KernelManager(kernel_name="python3", ip="127.0.0.1")
-    env = dict(os.environ)
-    env.pop("BRIDGE_WAIT_TIMEOUT", None)
-    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
-    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
-    km.start_kernel(cwd=str(tmp_path_factory.mktemp("kernel")), env=env)
-    kc = km.client()
-    kc.start_channels()
+    k = Kernel(str(tmp_path_factory.mktemp("kernel")))
     try:
-        kc.wait_for_ready(timeout=60)
-        k = Kernel(km, kc)
         k.ok("%load_ext client")
         yield k
     finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
+        k.shutdown()
 
 
 @pytest.fixture

@@ -331,17 +331,19 @@ def _chunks(sizes: Sequence[int], chunk: int):
 def send_stream(sock: socket.socket, transfer: Transfer, progress: Optional[ProgressFn] = None) -> None:
     """Seal every buffer of ``transfer`` chunk by chunk and write it to ``sock``.
 
-    Two chunk buffers and a writer thread: chunk k+1 is sealed while chunk k is in
-    ``sendall`` (which releases the GIL), so sealing and the kernel's copy overlap.
+    A few chunk buffers and a writer thread: chunk k+1 is sealed while chunk k is in
+    ``sendall``. Both release the GIL (``cryptography`` does while it seals), so sealing
+    and the kernel's copy run on two cores.
     """
     from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
     algo = algorithms.AES(transfer.key)
-    views = [buf.cast("B") if buf.format != "B" or buf.ndim != 1 else buf for buf in transfer.buffers]
+    views = [_bytes_view(buf) for buf in transfer.buffers]
+    chunk = min(transfer.chunk, max([v.nbytes for v in views] + [1]))
     free: "queue.SimpleQueue[Optional[bytearray]]" = queue.SimpleQueue()
     ready: "queue.SimpleQueue[Optional[Tuple[bytearray, int]]]" = queue.SimpleQueue()
-    for _ in range(2):
-        free.put(bytearray(transfer.chunk + TAG_BYTES))  # the only intermediate copies: two chunks
+    for _ in range(SEND_BUFFERS):
+        free.put(bytearray(chunk + TAG_BYTES))  # the only intermediate copies: a few chunks
     failure: List[BaseException] = []
 
     def writer() -> None:
@@ -383,71 +385,97 @@ def recv_stream(sock: socket.socket, key: bytes, sizes: Sequence[int], chunk: in
                 progress: Optional[ProgressFn] = None) -> List[mmap.mmap]:
     """Read and open the chunks of ``sizes`` buffers; each lands decrypted in its own mapping.
 
-    A reader thread receives chunk k+1 (``recv_into`` releases the GIL) while this thread
-    opens chunk k straight into its destination.
+    Ciphertext is received straight into its place in the destination and opened there, in
+    place (AES-GCM is a stream mode: the plaintext has the ciphertext's length and offset),
+    so there is no intermediate buffer and no second pass over memory. A reader thread
+    receives chunk k+1 (``recv_into`` releases the GIL) while this thread opens chunk k
+    (``cryptography`` releases it too). A chunk is never readable by the caller before its
+    tag checked: on a bad tag or any failure the mappings are dropped, never returned.
     """
     from cryptography.exceptions import InvalidTag
     from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
     algo = algorithms.AES(key)
     plan = list(_chunks(sizes, chunk))
-    free: "queue.SimpleQueue[Optional[bytearray]]" = queue.SimpleQueue()
+    out = [_anonymous(size) for size in sizes]
+    dests = [memoryview(m) for m in out]
+    # (tag of chunk k) as chunk k has fully arrived, or the reader's exception; None: stopped.
     ready: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
-    for _ in range(2):
-        free.put(bytearray(chunk + TAG_BYTES))
+    stop = threading.Event()
 
     def reader() -> None:
         try:
-            for _, _, _, n in plan:
-                sealed = free.get()
-                if sealed is None:
+            for b, _, offset, n in plan:
+                if stop.is_set():
                     return
-                _recv_exactly(sock, memoryview(sealed)[:n + TAG_BYTES])
-                ready.put(sealed)
+                _recv_exactly(sock, dests[b][offset:offset + n])
+                tag = bytearray(TAG_BYTES)
+                _recv_exactly(sock, memoryview(tag))
+                ready.put(bytes(tag))
         except BaseException as exc:
             ready.put(exc)
 
-    out = [_anonymous(size) for size in sizes]
-    dests = [memoryview(m) for m in out]
     thread = threading.Thread(target=reader, name="bridge-bulk-reader", daemon=True)
     thread.start()
     done = 0
+    ok = False
     try:
         for b, c, offset, n in plan:
-            sealed = ready.get()
-            if isinstance(sealed, BaseException):
-                raise sealed
-            view = memoryview(sealed)
-            dec = Cipher(algo, modes.GCM(_nonce(b, c), bytes(view[n:n + TAG_BYTES]))).decryptor()
-            dec.update_into(view[:n], dests[b][offset:offset + n])
+            tag = ready.get()
+            if isinstance(tag, BaseException):
+                raise tag
+            place = dests[b][offset:offset + n]
+            dec = Cipher(algo, modes.GCM(_nonce(b, c), tag)).decryptor()
+            dec.update_into(place, place)
             try:
                 dec.finalize()
             except InvalidTag:
                 raise BulkError(f"chunk {c} of buffer {b} failed authentication (tampered or wrong key)") from None
-            free.put(sealed)
             done += n
             if progress is not None:
                 progress(done)
+        ok = True
     finally:
-        free.put(None)  # a reader waiting for a buffer stops; one inside recv stops when the caller closes
+        if not ok:
+            stop.set()
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # wakes a reader blocked in recv_into
+            except OSError:
+                pass
+        thread.join(None if ok else 5.0)
         for d in dests:
             d.release()
-    thread.join()
     return out
 
 
+#: Chunk buffers on the sending side: one being sealed, the others queued or in ``sendall``.
+SEND_BUFFERS = 3
 _MAP_POPULATE = getattr(mmap, "MAP_POPULATE", 0)
+_HUGE_PAGE = 2 << 20
+
+
+def _bytes_view(buf: Any) -> memoryview:
+    view = memoryview(buf)
+    return view.cast("B") if view.format != "B" or view.ndim != 1 else view
 
 
 def _anonymous(size: int) -> mmap.mmap:
-    """A private anonymous mapping for a received buffer, pre-faulted in one kernel pass."""
-    mem = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | getattr(mmap, "MAP_ANONYMOUS", 0x20) | _MAP_POPULATE)
-    if hasattr(mem, "madvise") and hasattr(mmap, "MADV_HUGEPAGE") and size >= (2 << 20):
+    """A private anonymous mapping for a received buffer, backed by huge pages where granted.
+
+    madvise(MADV_HUGEPAGE) must come before the first touch (this host's THP mode is
+    ``madvise``): faulting 1 GiB in 2 MiB pages is 512x fewer faults, about 3x faster here
+    than ``MAP_POPULATE`` with 4 KiB pages (which is what we fall back to).
+    """
+    anonymous = mmap.MAP_PRIVATE | getattr(mmap, "MAP_ANONYMOUS", 0x20)
+    if size >= _HUGE_PAGE and hasattr(mmap, "MADV_HUGEPAGE"):
+        mem = mmap.mmap(-1, size, flags=anonymous)
         try:
-            mem.madvise(mmap.MADV_HUGEPAGE)  # far fewer page faults while we fill it
-        except OSError:
-            pass
-    return mem
+            mem.madvise(mmap.MADV_HUGEPAGE)
+        except (OSError, AttributeError):
+            mem.close()
+        else:
+            return mem
+    return mmap.mmap(-1, size, flags=anonymous | _MAP_POPULATE)
 
 
 def _recv_exactly(sock: socket.socket, view: memoryview) -> None:
