@@ -29,6 +29,7 @@ from .server import TAG_REPLY, Server, encode_error, encode_reply, get_server
 #: How often a paused thread wakes to check its wait timeout.
 _POLL_S = 0.25
 _BRIDGE_DIR = os.path.dirname(os.path.abspath(__file__))
+_THREADING_FILE = os.path.abspath(threading.__file__)
 
 
 class Pause:
@@ -354,7 +355,10 @@ def describe_threads(server: Server) -> List[Dict[str, Any]]:
         else:
             frames = user_frames(current.get(ident))
             entry["state"] = "running"
-            if frames:
-                entry.update(frame_access.frame_label(frames[0]))
+            # Say where the user's code is: a waiting thread's innermost frames are
+            # threading.py's (Condition.wait), which tells the user nothing.
+            own = [f for f in frames if os.path.abspath(f.f_code.co_filename) != _THREADING_FILE]
+            if own or frames:
+                entry.update(frame_access.frame_label((own or frames)[0]))
         out.append(entry)
     return out
