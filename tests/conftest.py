@@ -56,7 +56,8 @@ class Target:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             out = self.output()
-            if text in out:
+            # Only complete lines count: the target may be half-way through writing one.
+            if text in out[: out.rfind("\n") + 1]:
                 return out
             if self.proc.poll() is not None:
                 out = self.output()
@@ -81,6 +82,21 @@ class Target:
                 raise AssertionError(f"target exited ({self.proc.returncode}) before listening:\n{self.output()}")
             time.sleep(0.02)  # the connection file has no notification to wait on
         raise AssertionError(f"target {self.pid} never became attachable:\n{self.output()}")
+
+    def wait_paused_in_file(self, timeout: float = 20.0) -> Path:
+        """Wait until the connection file records a pause (the target's last rewrite of it)."""
+        import json
+
+        path = self.wait_attachable(timeout)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if json.loads(path.read_text()).get("paused"):
+                    return path
+            except ValueError:
+                pass  # replaced under us: read again
+            time.sleep(0.02)  # the connection file has no notification to wait on
+        raise AssertionError(f"target {self.pid} never recorded a pause:\n{self.output()}")
 
     def kill(self) -> None:
         """Kill the target (by its pid, which we started) and reap it."""

@@ -88,7 +88,7 @@ def test_readable_key_file_is_refused_with_a_fix(bridge_dirs):
 
 def test_connection_file_others_can_write_is_ignored(target, bridge_dirs):
     t = target("import bridge\nbridge.set_trace()\n")
-    path = t.wait_attachable()
+    path = t.wait_paused_in_file()  # after this the target does not rewrite it while paused
     os.chmod(path, 0o666)  # anyone could have swapped the server key in it
     assert [s.pid for s in client.sessions()] == []
     with pytest.raises(keys.InsecurePathError):

@@ -21,8 +21,10 @@ keeps an empty frame in their place and a *descriptor* saying where each one wen
     key and a one-shot token are fresh for each transfer and travel inside the
     CURVE-encrypted message, so the key agreement is the CURVE channel's. The nonce is
     (buffer index, chunk index): unique under a one-transfer key, and it pins every chunk
-    to its place. The receiver decrypts each chunk straight into the destination buffer
-    (``update_into``), so ciphertext is the only intermediate and it is chunk-sized.
+    to its place. The receiver reads each chunk's ciphertext straight into its place in
+    the destination (a fresh anonymous mapping, huge pages where granted, faulted in by a
+    helper thread ahead of the stream) and opens it there in place (``update_into``), so
+    the receiver has no intermediate buffer at all and the sender a few chunk-sized ones.
 ``curve``
     No bulk path: everything stays in the CURVE message (the fallback, and small values).
 
@@ -52,9 +54,11 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 #: Buffers at least this big leave the CURVE message (smaller ones are cheaper inline).
 THRESHOLD = int(os.environ.get("BRIDGE_BULK_THRESHOLD") or (1 << 20))
-#: Bytes sealed per AES-GCM chunk: big enough to amortise the per-call cost, small
-#: enough that the ciphertext buffer is a rounding error next to the value.
-CHUNK = 8 << 20
+#: Bytes sealed per AES-GCM chunk: big enough to amortise the per-chunk Python and
+#: syscall cost (~0.1 ms), small enough that a chunk is still in cache when the next stage
+#: touches it (the sender's socket copy after sealing, the receiver's opening after
+#: ``recv_into``): 1 MiB pulled 1 GiB at 0.72 GB/s where 8 MiB did 0.53 on the same box.
+CHUNK = 1 << 20
 #: Seconds a segment, pending transfer or parked upload may wait for its receiver.
 TIMEOUT_S = float(os.environ.get("BRIDGE_BULK_TIMEOUT") or 60.0)
 SHM_DIR = "/dev/shm"
@@ -416,6 +420,7 @@ def recv_stream(sock: socket.socket, key: bytes, sizes: Sequence[int], chunk: in
             ready.put(exc)
 
     thread = threading.Thread(target=reader, name="bridge-bulk-reader", daemon=True)
+    faulter = _Prefaulter(out, stop)
     thread.start()
     done = 0
     ok = False
@@ -443,14 +448,76 @@ def recv_stream(sock: socket.socket, key: bytes, sizes: Sequence[int], chunk: in
             except OSError:
                 pass
         thread.join(None if ok else 5.0)
+        faulter.join()
         for d in dests:
             d.release()
     return out
 
 
+class _Prefaulter:
+    """Faults the destination mappings in, ahead of the reader, on a thread of its own.
+
+    A fresh page costs more here than the bytes it will hold (the kernel zeroes it, and on
+    a VM that returned its free memory to the host, the host must supply it again), and
+    that cost stalls whichever thread touches the page first. ``madvise(MADV_POPULATE_WRITE)``
+    (Linux 5.14+) through ctypes releases the GIL, so this runs beside the reader's
+    ``recv_into`` and the opening of the previous chunk instead of inside them.
+    """
+
+    STEP = 8 << 20
+
+    def __init__(self, mappings: Sequence[mmap.mmap], stop: threading.Event) -> None:
+        self._stop = stop
+        self._thread: Optional[threading.Thread] = None
+        madvise = _libc_madvise()
+        if madvise is None:
+            return
+        import ctypes
+
+        # c_char.from_buffer exports the mapping (it cannot be closed under us) and gives
+        # its address; the anchors are dropped when the thread is done.
+        self._anchors = [ctypes.c_char.from_buffer(m) for m in mappings if len(m)]
+        self._regions = [(ctypes.addressof(a), len(m)) for a, m in zip(self._anchors, [m for m in mappings if len(m)])]
+        self._madvise = madvise
+        self._thread = threading.Thread(target=self._run, name="bridge-bulk-prefault", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            for address, size in self._regions:
+                for offset in range(0, size, self.STEP):
+                    if self._stop.is_set():
+                        return
+                    if self._madvise(address + offset, min(self.STEP, size - offset), _MADV_POPULATE_WRITE) != 0:
+                        return  # an older kernel (EINVAL): the reader's own faults do the job
+        finally:
+            self._regions = []
+            self._anchors = []
+
+    def join(self) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+
+
+def _libc_madvise() -> Optional[Callable[[int, int, int], int]]:
+    try:
+        import ctypes
+
+        fn = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return fn
+
+
 #: Chunk buffers on the sending side: one being sealed, the others queued or in ``sendall``.
 SEND_BUFFERS = 3
 _MAP_POPULATE = getattr(mmap, "MAP_POPULATE", 0)
+#: madvise(2) advice that faults a range in, writable, in one call (Linux 5.14+; the mmap
+#: module only names it from Python 3.13 on).
+_MADV_POPULATE_WRITE = getattr(mmap, "MADV_POPULATE_WRITE", 23)
 _HUGE_PAGE = 2 << 20
 
 
