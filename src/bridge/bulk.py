@@ -55,10 +55,11 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 #: Buffers at least this big leave the CURVE message (smaller ones are cheaper inline).
 THRESHOLD = int(os.environ.get("BRIDGE_BULK_THRESHOLD") or (1 << 20))
 #: Bytes sealed per AES-GCM chunk: big enough to amortise the per-chunk Python and
-#: syscall cost (~0.1 ms), small enough that a chunk is still in cache when the next stage
-#: touches it (the sender's socket copy after sealing, the receiver's opening after
-#: ``recv_into``): 1 MiB pulled 1 GiB at 0.72 GB/s where 8 MiB did 0.53 on the same box.
-CHUNK = 1 << 20
+#: syscall cost, small enough that a chunk is likely still in the shared cache when the
+#: next stage touches it (the sender's socket copy after sealing, the receiver's opening
+#: after ``recv_into``). 1, 4 and 8 MiB measured within noise of each other on the
+#: benchmark VM, 4 MiB most often ahead (docs/benchmarks.md).
+CHUNK = 4 << 20
 #: Seconds a segment, pending transfer or parked upload may wait for its receiver.
 TIMEOUT_S = float(os.environ.get("BRIDGE_BULK_TIMEOUT") or 60.0)
 SHM_DIR = "/dev/shm"

@@ -193,7 +193,7 @@ def _dump(value: Any, table: Optional[RefTable], live: bool) -> Tuple[wire.Frame
         if table is not None:  # refs registered before the failure were never sent
             table.release((ref, 1) for ref in pickler.added)
         raise
-    return [stream.getbuffer(), *(b.raw() for b in buffers)], pickler.added
+    return [stream.getvalue(), *(b.raw() for b in buffers)], pickler.added  # getvalue: see wire.dump_value
 
 
 def frames_size(frames: Sequence[Any]) -> int:

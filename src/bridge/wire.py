@@ -101,7 +101,7 @@ def dump_value(value: Any, *, pickler: Optional[Callable[..., Any]] = None) -> F
     else:
         stream = io.BytesIO()
         pickler(stream, protocol=5, buffer_callback=buffers.append).dump(value)
-        frames = [stream.getbuffer()]
+        frames = [stream.getvalue()]  # not getbuffer(): an export pins the stream, and GC of a cycle holding it then fails
     for buf in buffers:
         frames.append(buf.raw())
     return frames
