@@ -145,7 +145,7 @@ def test_pause_a_worker_thread_and_a_thread_in_a_long_c_call(target, attach_to):
     s.cont()
 
 
-@pytest.mark.skipif(IS_312, reason="before 3.12 only the main thread can be paused")
+@pytest.mark.skipif(IS_312, reason="tests the refusal before 3.12; 3.12+ pauses any thread")
 def test_pause_of_a_worker_thread_is_refused_clearly_before_312(target, attach_to):
     t = target(BUSY)
     t.wait_output("ready")

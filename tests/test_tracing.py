@@ -459,7 +459,7 @@ def test_request_pause_of_a_worker_thread(dbg):
     assert [(s[0], s[1]) for s in rec.stops] == [("pause", "busy_loop")]
 
 
-@pytest.mark.skipif(IS_312, reason="before 3.12 only the main thread can be paused")
+@pytest.mark.skipif(IS_312, reason="tests the refusal before 3.12; 3.12+ pauses any thread")
 def test_request_pause_of_a_worker_thread_is_refused_before_312(dbg):
     with pytest.raises(RuntimeError, match="only the main thread"):
         dbg.request_pause(threading.get_ident() + 1)
