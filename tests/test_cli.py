@@ -87,7 +87,7 @@ def test_keys_shows_creates_and_authorizes(bridge_dirs: Dict[str, Path]) -> None
     assert out.returncode == 0 and "authorized" in out.stdout, out.stderr
     assert other in (bridge_dirs["config"] / "authorized_keys").read_text()
     assert "already authorized" in framebridge("keys", "--authorize", other).stdout
-    assert f"authorized keys (2)" in framebridge("keys").stdout
+    assert "authorized keys (2)" in framebridge("keys").stdout
 
     bad = framebridge("keys", "--authorize", "not-a-key")
     assert bad.returncode == 1 and "not a 40-character z85 CURVE public key" in bad.stderr

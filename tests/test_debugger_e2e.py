@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import sys
 import textwrap
-import threading
 import time
 import warnings
 
@@ -272,6 +271,7 @@ def test_hit_counts_of_an_unconditional_breakpoint(target, attach_to):
     for expected in (1, 2, 3):
         p = next_pause(s, last)
         assert p.extra["hits"] == expected and s.eval("i") == expected - 1
+        assert {b.id: b.hits for b in s.breakpoints()}[bp.id] == expected  # the listing agrees
         last = p.pause_id
         s.cont()
     assert s.wait().pause_id > last  # 4th hit

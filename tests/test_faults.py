@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-import client
 from client import NotPaused, SessionLost, jump_context
 
 LOST_BUDGET_S = 5.0

@@ -6,7 +6,6 @@ test's private key and runtime dirs first, and detaches at the end.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import time
 from typing import Any, Dict, Iterator
@@ -145,11 +144,6 @@ def test_playground_that_hangs_is_killed_and_the_target_goes_on(k: Kernel, targe
     t.wait_output("after")
 
 
-needs_mount = pytest.mark.skipif(importlib.util.find_spec("client.mount") is None,
-                                 reason="client.mount (jump_context) is not there yet")
-
-
-@needs_mount
 def test_jump_writes_back(k: Kernel, target: Any) -> None:
     t = _paused_target(target)
     k.ok(f"%attach {t.pid} --wait 20")
@@ -161,7 +155,6 @@ def test_jump_writes_back(k: Kernel, target: Any) -> None:
     assert 'after {"a": [1, [2, 3], "nb"], "b": {"c": 1}} 105 ORIG' in t.wait_output("after")
 
 
-@needs_mount
 def test_jump_discard_and_error_write_nothing(k: Kernel, target: Any) -> None:
     t = _paused_target(target)
     k.ok(f"%attach {t.pid} --wait 20")
