@@ -41,12 +41,14 @@ from __future__ import annotations
 
 import atexit
 import base64
+import functools
 import mmap
 import os
 import queue
 import secrets
 import socket
 import struct
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -477,8 +479,9 @@ class _Prefaulter:
 
         # c_char.from_buffer exports the mapping (it cannot be closed under us) and gives
         # its address; the anchors are dropped when the thread is done.
-        self._anchors = [ctypes.c_char.from_buffer(m) for m in mappings if len(m)]
-        self._regions = [(ctypes.addressof(a), len(m)) for a, m in zip(self._anchors, [m for m in mappings if len(m)])]
+        live = [m for m in mappings if len(m)]
+        self._anchors = [ctypes.c_char.from_buffer(m) for m in live]
+        self._regions = [(ctypes.addressof(a), len(m)) for a, m in zip(self._anchors, live)]
         self._madvise = madvise
         self._thread = threading.Thread(target=self._run, name="bridge-bulk-prefault", daemon=True)
         self._thread.start()
@@ -501,7 +504,12 @@ class _Prefaulter:
             self._thread.join()
 
 
+@functools.lru_cache(maxsize=1)
 def _libc_madvise() -> Optional[Callable[[int, int, int], int]]:
+    """libc's madvise(2) through ctypes (which drops the GIL for the call); Linux only,
+    where the advice number of MADV_POPULATE_WRITE means what we ask."""
+    if not sys.platform.startswith("linux"):
+        return None
     try:
         import ctypes
 

@@ -27,6 +27,7 @@ import importlib
 import io
 import pickle
 import socket
+import sys
 import threading
 import types
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
@@ -222,6 +223,9 @@ def _digest(frames: Sequence[Any]) -> str:
     return h.hexdigest()
 
 
+_SCALAR_TYPES = frozenset({int, float, complex, bool, str, bytes, type(None)})
+
+
 class Encoded:
     """A value ready to send: its frames, whether it went live, and its target-side version."""
 
@@ -242,6 +246,11 @@ def encode(value: Any, *, table: RefTable = TABLE, size_limit: Optional[int] = N
     ``force_copy`` ignores the size limit and raises (TypeError/PicklingError) when the
     value cannot be copied, instead of sending it live.
     """
+    if type(value) in _SCALAR_TYPES and not force_live and (size_limit is None or sys.getsizeof(value) <= size_limit):
+        # Fast path for the commonest eval results: exact builtin scalars are never live
+        # and hold no references, so the reference-checking pickler has nothing to do.
+        scalar = [pickle.dumps(value, protocol=5)]
+        return Encoded(scalar, False, f"{id(value):x}:{_digest(scalar)}", len(scalar[0]))
     size = cheap_size(value)
     live = (force_live or must_be_live(value)) and not force_copy
     if not live and not force_copy and size_limit is not None and size is not None and size > size_limit:
