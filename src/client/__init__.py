@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .current import current_session, set_current_session
 from .discovery import SessionInfo, attach, sessions
 from .errors import (
     AuthenticationError,
@@ -23,10 +24,9 @@ from .errors import (
     SessionLost,
     WriteBackConflict,
 )
-from .current import current_session, set_current_session
+from .inject import RemoteAttachError, inject
 from .mount import Mount, jump_context
 from .proxy import LiveRef, is_live
-from .inject import RemoteAttachError, inject
 from .session import PauseInfo, Session
 
 
@@ -42,6 +42,7 @@ def unload_ipython_extension(ipython: Any) -> None:
     from .magics import unload_ipython_extension as unload
 
     unload(ipython)
+
 
 __all__ = [
     "attach",

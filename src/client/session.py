@@ -320,16 +320,22 @@ class Session(DebugControl):
                                    shape=s.get("shape"), length=s.get("len"))
         return out
 
-    def eval(self, expr: str, *, timeout: Optional[float] = ...) -> Any:
-        """Evaluate ``expr`` in the selected frame and return the value itself."""
-        result, frames = self.frame_op("eval", {"expr": expr}, timeout=timeout)
+    def eval(self, expr: str, *, timeout: Optional[float] = None) -> Any:
+        """Evaluate ``expr`` in the selected frame and return the value itself.
+
+        ``timeout`` (seconds) defaults to the session's :attr:`timeout`.
+        """
+        result, frames = self.frame_op("eval", {"expr": expr}, timeout=timeout or self.timeout)
         if result and result.get("output"):
             sys.stdout.write(result["output"])
         return self._load(frames)
 
-    def exec(self, code: str, *, timeout: Optional[float] = ...) -> Output:
-        """Execute ``code`` in the selected frame; return what it printed. Assignments change the frame."""
-        result, _ = self.frame_op("exec", {"code": code}, timeout=timeout)
+    def exec(self, code: str, *, timeout: Optional[float] = None) -> Output:
+        """Execute ``code`` in the selected frame; return what it printed. Assignments change the frame.
+
+        ``timeout`` (seconds) defaults to the session's :attr:`timeout`.
+        """
+        result, _ = self.frame_op("exec", {"code": code}, timeout=timeout or self.timeout)
         return Output(result.get("output", ""))
 
     def get(self, name: str) -> Any:
