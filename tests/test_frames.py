@@ -141,7 +141,7 @@ def test_run_code_deleting_a_local_does_not_leak_it_into_globals():
         doomed  # noqa: B018
 
 
-@pytest.mark.skipif(sys.version_info[:2] != (3, 12), reason="3.12's LocalsToFast turns a deleted local into None")
+@pytest.mark.skipif(sys.version_info[:2] != (3, 12), reason="only 3.12 turns a deleted fast local into None (3.13+ refuses, 3.11- unbinds)")
 def test_run_code_delete_on_312_keeps_the_value_and_says_so(capsys):
     doomed = "kept"
     frames.run_code(sys._getframe(), compile("del doomed", "<t>", "exec"), eval_mode=False)
