@@ -24,7 +24,7 @@ import ctypes
 import inspect
 import sys
 from types import FrameType
-from typing import Any, Dict, Iterable, Mapping
+from typing import Any, Dict, Iterable, List, Mapping
 
 PEP667 = sys.version_info >= (3, 13)
 #: 3.12 turns a deleted fast local into None (with a RuntimeWarning) rather than unbind a
@@ -87,36 +87,26 @@ def write_locals(
         if not isinstance(name, str) or not name.isidentifier():
             raise FrameWriteError(f"{name!r} is not a valid variable name")
     if is_module_frame(frame):
-        ns = frame.f_locals  # the real dict: globals for a module, the namespace for a class body
-        missing = [n for n in deletes if n not in ns]
-        if missing:
-            raise FrameWriteError(f"cannot delete {', '.join(missing)}: not defined")
-        ns.update(updates)
-        for name in deletes:
-            del ns[name]
-        return
-    if PEP667:
-        proxy = frame.f_locals
-        if deletes:
-            _refuse_fast_deletes(frame, deletes)
-            missing = [n for n in deletes if n not in proxy]
-            if missing:
-                raise FrameWriteError(f"cannot delete {', '.join(missing)}: not defined")
-        for name, value in updates.items():
-            proxy[name] = value
-        for name in deletes:
-            del proxy[name]  # extra (non-fast) locals only, checked above
+        # The real dict: globals for a module, the namespace for a class body.
+        _apply(frame.f_locals, updates, deletes)
         return
     if not CAN_DELETE_FAST_LOCALS:
         _refuse_fast_deletes(frame, deletes)
-    snapshot = frame.f_locals  # the one read: from here to the push, no other read
-    missing = [n for n in deletes if n not in snapshot]
+    # ≤3.12: the one snapshot read (no other read until the push below); 3.13+: the
+    # write-through proxy, where only extra (non-fast) locals can be deleted, as checked.
+    _apply(frame.f_locals, updates, deletes)
+    if not PEP667:
+        _locals_to_fast(frame, 1)
+
+
+def _apply(ns: Any, updates: Mapping[str, Any], deletes: List[str]) -> None:
+    missing = [n for n in deletes if n not in ns]
     if missing:
         raise FrameWriteError(f"cannot delete {', '.join(missing)}: not defined")
-    snapshot.update(updates)
+    for name, value in updates.items():
+        ns[name] = value
     for name in deletes:
-        del snapshot[name]
-    _locals_to_fast(frame, 1)
+        del ns[name]
 
 
 def run_code(frame: FrameType, code: Any, *, eval_mode: bool) -> Any:
