@@ -17,13 +17,15 @@ from typing import Any, Callable, Dict, List, Optional
 
 import zmq
 
-from bridge import keys, wire
+from bridge import keys
 
 from .control import DebugControl
 from .errors import NotPaused, SessionLost
 from .transport import Channel, handshake
 
 DEFAULT_TIMEOUT = 30.0
+#: `value` argument default meaning "this request carries no value" (None is a value).
+NO_VALUE: Any = object()
 DEFAULT_WAIT_TIMEOUT = 300.0
 
 
@@ -229,12 +231,12 @@ class Session(DebugControl):
 
     # --- requests ----------------------------------------------------------------------
 
-    def _request(self, op: str, args: Optional[Dict[str, Any]] = None, value: Any = wire,
+    def _request(self, op: str, args: Optional[Dict[str, Any]] = None, value: Any = NO_VALUE,
                  frames: Optional[List[Any]] = None, timeout: Optional[float] = ...) -> Any:
         """Send one request and return (result, value frames)."""
         if self._closed:
             raise SessionLost("this session is closed; attach again")
-        if value is not wire:
+        if value is not NO_VALUE:
             frames = self._dump(value)
         with self._lock:
             return self._channel.request(op, args, frames, timeout=self.timeout if timeout is ... else timeout)
@@ -263,7 +265,7 @@ class Session(DebugControl):
             self._thread = pauses[0].thread
             return pauses[0]
 
-    def frame_op(self, op: str, args: Optional[Dict[str, Any]] = None, value: Any = wire,
+    def frame_op(self, op: str, args: Optional[Dict[str, Any]] = None, value: Any = NO_VALUE,
                  timeout: Optional[float] = ...) -> Any:
         """Run a frame op against the selected frame; returns (result, value frames)."""
         full = self._frame_args()

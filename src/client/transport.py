@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import zmq
 from zmq.utils.monitor import parse_monitor_message
@@ -321,7 +321,3 @@ def negotiate_bulk(channel: Channel, timeout: float) -> Optional[bulk.BulkPeer]:
     peer = bulk.BulkPeer.negotiate(offer, host, loopback=channel.local, forced=forced)
     return None if peer.mode == "curve" else peer
 
-
-def sequence_or_empty(values: Sequence[Any]) -> List[Any]:
-    """Value frames as a list (helper for callers that may get None)."""
-    return list(values or [])
