@@ -22,7 +22,7 @@ from .errors import BridgeError
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of the ``framebridge`` console script; returns the exit status."""
     parser = _parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_bind_key_arguments(sys.argv[1:] if argv is None else argv))
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
@@ -36,6 +36,19 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _bind_key_arguments(argv: List[str]) -> List[str]:
+    """Glue the key after ``--authorize`` to it: a z85 key may start with '-', which
+    argparse would otherwise take for an option and refuse."""
+    out: List[str] = []
+    it = iter(argv)
+    for word in it:
+        if word == "--authorize":
+            out.append("--authorize=" + next(it, ""))
+        else:
+            out.append(word)
+    return out
 
 
 def _parser() -> argparse.ArgumentParser:
