@@ -21,6 +21,26 @@ import pytest
 SRC = str(Path(__file__).resolve().parent.parent / "src")
 
 
+def line_of(source: str, name: str) -> int:
+    """Line number of the ``# @name`` marker in ``source`` (as written to the file)."""
+    for n, text in enumerate(textwrap.dedent(source).splitlines(), 1):
+        if text.rstrip().endswith(f"# @{name}"):
+            return n
+    raise KeyError(name)
+
+
+def wait_until(predicate, timeout: float = 10.0, what: str = "condition", interval: float = 0.02) -> None:
+    """Poll ``predicate`` until true; AssertionError after ``timeout``.
+
+    For state with nothing to wait on (files in /dev/shm, state a listener thread sets).
+    """
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
 @pytest.fixture(autouse=True)
 def bridge_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Dict[str, Path]:
     """Private config and runtime dirs for this test, exported to the environment."""

@@ -16,7 +16,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from pathlib import Path
 from typing import List, Tuple
 
@@ -25,6 +24,7 @@ import pytest
 
 from bridge import bulk
 from client.session import Session
+from conftest import wait_until
 
 MARKER = b"FRAMEBRIDGE-PLAINTEXT-MARKER-0123456789"
 BIG_MIB = 4
@@ -48,13 +48,6 @@ def our_segments(pid: int) -> List[str]:
     prefix = bulk.segment_prefix(pid)
     return [n for n in os.listdir(bulk.SHM_DIR) if n.startswith(prefix)]
 
-
-def wait_until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)  # polling /dev/shm: there is no notification to wait on
 
 
 class Relay:

@@ -10,7 +10,6 @@ Target scripts mark lines with ``# @name``; ``line_of(source, name)`` finds them
 from __future__ import annotations
 
 import sys
-import textwrap
 import time
 import warnings
 
@@ -18,17 +17,11 @@ import pytest
 
 import client
 from client.control import BreakpointError, PausePending
+from conftest import line_of
 
 WAIT = 20.0  # upper bound of every wait in this file
 IS_312 = sys.version_info >= (3, 12)
 
-
-def line_of(source: str, name: str) -> int:
-    """Line number of the ``# @name`` marker in ``source`` (as written to the file)."""
-    for n, text in enumerate(textwrap.dedent(source).splitlines(), 1):
-        if text.rstrip().endswith(f"# @{name}"):
-            return n
-    raise KeyError(name)
 
 
 def wait_for_pauses(s: client.Session, count: int, timeout: float = WAIT) -> list:

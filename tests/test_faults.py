@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from client import NotPaused, SessionLost, jump_context
+from conftest import wait_until
 
 LOST_BUDGET_S = 5.0
 
@@ -45,12 +46,6 @@ def slow_expr(marker: Path, seconds: float, result: str = "slow") -> str:
     """An expression that drops ``marker`` (so the test knows it is running), then takes ``seconds``."""
     return f"(open({str(marker)!r}, 'w').close(), __import__('time').sleep({seconds}), {result!r})[2]"
 
-
-def wait_until(predicate, timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)  # state pushed by the listener thread; polled under a deadline
 
 
 # --- a client killed in the middle of a request ---------------------------------------------------

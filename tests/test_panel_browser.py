@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Iterator, List
 
 import pytest
+from bridge.keys import process_alive
 
 pytestmark = pytest.mark.browser
 
@@ -87,13 +88,6 @@ def _children(pid: int) -> List[int]:
         frontier += kids
     return out
 
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie counts as gone
-    except (OSError, IndexError):
-        return False
 
 
 class JupyterLab:
@@ -187,9 +181,9 @@ class JupyterLab:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
         deadline = time.monotonic() + 10
-        while any(_alive(k) for k in self.kernels) and time.monotonic() < deadline:
+        while any(process_alive(k) for k in self.kernels) and time.monotonic() < deadline:
             time.sleep(0.1)
-        left = [k for k in self.kernels if _alive(k)]
+        left = [k for k in self.kernels if process_alive(k)]
         for k in left:
             try:
                 os.kill(k, signal.SIGKILL)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Tuple
 
 import pytest
+from bridge.keys import process_alive
 
 pytest.importorskip("ipywidgets")
 pytest.importorskip("ipykernel")
@@ -131,13 +132,6 @@ class WidgetFrontend:
         return reply["content"], self.outputs.pop(msg_id, [])
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
-
 
 @pytest.fixture
 def frontend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[WidgetFrontend]:
@@ -159,7 +153,7 @@ def frontend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Widget
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
-        if _alive(pid):  # last resort, the pid we started
+        if process_alive(pid):  # last resort, the pid we started
             os.kill(pid, signal.SIGKILL)
 
 

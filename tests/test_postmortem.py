@@ -10,6 +10,7 @@ import os
 import textwrap
 
 import pytest
+from conftest import line_of
 
 WAIT = 20.0
 
@@ -24,12 +25,6 @@ CRASH = """
     fail(21)
 """
 
-
-def line_of(source: str, name: str) -> int:
-    for n, text in enumerate(textwrap.dedent(source).splitlines(), 1):
-        if text.rstrip().endswith(f"# @{name}"):
-            return n
-    raise KeyError(name)
 
 
 def run_bridge(target, tmp_path, source, *args, runner_args=(), name="prog.py"):
