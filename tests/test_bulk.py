@@ -104,6 +104,9 @@ def attach_via_relay(target, monkeypatch, mode: str) -> Tuple[Session, Relay]:
     port = int(info["endpoint"].rsplit(":", 1)[1])
     relay = Relay(port)
     monkeypatch.setenv("BRIDGE_BULK", mode)
+    # The relay forwards the main port only; a pause's lane (test_lanes.py) would connect
+    # straight to the target and bypass it, so lanes are off: every byte crosses the relay.
+    monkeypatch.setenv("BRIDGE_LANES", "0")
     s = Session(dict(info, endpoint=f"tcp://127.0.0.1:{relay.port}"))
     s.wait(20)
     return s, relay

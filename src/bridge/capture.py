@@ -2,8 +2,9 @@
 
 ``exec`` in a paused frame must return its output, but the job's other threads keep
 printing to the real stdout. A plain ``redirect_stdout`` would steal their output too, so
-while any capture is active ``sys.stdout``/``sys.stderr`` are routers that send the
-writes of capturing threads to their buffers and everything else to the real stream.
+while any capture (or any pause, see :class:`routing`) is active ``sys.stdout`` and
+``sys.stderr`` are routers that send the writes of capturing threads to their buffers and
+everything else to the real stream.
 """
 
 from __future__ import annotations
@@ -11,8 +12,7 @@ from __future__ import annotations
 import io
 import sys
 import threading
-from contextlib import contextmanager
-from typing import Dict, Iterator, List, TextIO
+from typing import Dict, List, TextIO
 
 _lock = threading.Lock()
 _buffers: Dict[int, io.StringIO] = {}
@@ -37,36 +37,70 @@ class _ThreadRouter(io.TextIOBase):
             self.real.flush()
 
     def isatty(self) -> bool:
-        return False
+        # Captured text goes to a notebook, never a terminal; other threads ask the real stream.
+        if threading.get_ident() in _buffers:
+            return False
+        return self.real.isatty()
 
     def __getattr__(self, item: str):  # encoding, fileno, ... of the real stream
         return getattr(self.real, item)
 
 
-@contextmanager
-def captured_output() -> Iterator[io.StringIO]:
-    """Capture stdout and stderr written by this thread into one StringIO."""
+def _install_routers() -> None:
+    # Under _lock. Wrap whatever the streams are now unless they are our routers already
+    # (user code may have replaced them since the last capture).
+    for attr in ("stdout", "stderr"):
+        stream = getattr(sys, attr)
+        if type(stream) is not _ThreadRouter:
+            setattr(sys, attr, _ThreadRouter(stream, attr))
+
+
+def _release_routers() -> None:
+    # Under _lock. Only unwrap our own routers: user code may have replaced them meanwhile.
     global _active
-    buf = io.StringIO()
-    ident = threading.get_ident()
-    with _lock:
-        if _active == 0:
-            sys.stdout = _ThreadRouter(sys.stdout, "stdout")  # type: ignore[assignment]
-            sys.stderr = _ThreadRouter(sys.stderr, "stderr")  # type: ignore[assignment]
-        _active += 1
-        _buffers[ident] = buf
-    try:
-        yield buf
-    finally:
+    _active -= 1
+    if _active == 0:
+        for attr in ("stdout", "stderr"):
+            stream = getattr(sys, attr)
+            if isinstance(stream, _ThreadRouter):
+                setattr(sys, attr, stream.real)
+
+
+class routing:
+    """Keep the routers installed for a while (a whole pause), so that each capture in it
+    only registers its buffer instead of swapping ``sys.stdout`` twice (issue 6)."""
+
+    def __enter__(self) -> "routing":
+        global _active
         with _lock:
-            _buffers.pop(ident, None)
-            _active -= 1
-            if _active == 0:
-                # Only unwrap our own routers: user code may have replaced them meanwhile.
-                for attr in ("stdout", "stderr"):
-                    stream = getattr(sys, attr)
-                    if isinstance(stream, _ThreadRouter):
-                        setattr(sys, attr, stream.real)
+            _active += 1
+            _install_routers()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with _lock:
+            _release_routers()
+
+
+class captured_output:
+    """Capture stdout and stderr written by this thread into one StringIO (``with ... as buf``)."""
+
+    __slots__ = ("buffer", "ident")
+
+    def __enter__(self) -> io.StringIO:
+        global _active
+        self.buffer = io.StringIO()
+        self.ident = threading.get_ident()
+        with _lock:
+            _active += 1
+            _install_routers()
+            _buffers[self.ident] = self.buffer
+        return self.buffer
+
+    def __exit__(self, *exc: object) -> None:
+        with _lock:
+            _buffers.pop(self.ident, None)
+            _release_routers()
 
 
 def active_captures() -> List[int]:

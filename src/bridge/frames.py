@@ -23,8 +23,8 @@ from __future__ import annotations
 import ctypes
 import inspect
 import sys
-from types import FrameType
-from typing import Any, Dict, Iterable, List, Mapping
+from types import CodeType, FrameType
+from typing import Any, Dict, Iterable, List, Mapping, Optional
 
 PEP667 = sys.version_info >= (3, 13)
 #: 3.12 turns a deleted fast local into None (with a RuntimeWarning) rather than unbind a
@@ -109,42 +109,73 @@ def _apply(ns: Any, updates: Mapping[str, Any], deletes: List[str]) -> None:
         del ns[name]
 
 
-def run_code(frame: FrameType, code: Any, *, eval_mode: bool) -> Any:
+def needs_overlay(code: Any) -> bool:
+    """Whether ``code`` holds nested code (lambda, genexp, comprehension before 3.12, def).
+
+    Only nested code looks names up as globals and so needs the frame's locals overlaid on
+    its globals; top-level code looks them up with LOAD_NAME, locals first. Callers that
+    run the same code often (pause.py) compute this once and pass it to :func:`run_code`.
+    """
+    return any(isinstance(const, CodeType) for const in code.co_consts)
+
+
+def run_code(frame: FrameType, code: Any, *, eval_mode: bool, overlay: Optional[bool] = None) -> Any:
     """Evaluate or execute compiled ``code`` in ``frame``; assignments change the frame.
 
-    Globals are the frame's globals overlaid with its locals, so that comprehensions,
-    lambdas and nested functions in the code see the frame's locals (with separate
-    globals and locals they would not: class-body scoping). Assignments at the top level
-    go to the locals; a ``global`` statement's assignment goes to the real globals.
+    Code with nested scopes runs with the frame's globals overlaid with its locals, so
+    that comprehensions, lambdas and nested functions see the frame's locals (with
+    separate globals and locals they would not: class-body scoping). Assignments at the
+    top level go to the locals; a ``global`` statement's assignment goes to the real
+    globals. ``overlay`` is :func:`needs_overlay` of ``code`` when the caller knows it.
     """
     if is_module_frame(frame):
         return eval(code, frame.f_globals, frame.f_locals) if eval_mode else exec(code, frame.f_globals, frame.f_locals)
+    if overlay is None:
+        overlay = needs_overlay(code)
+    if not overlay:
+        return _run_plain(frame, code, eval_mode)
     real_globals = frame.f_globals
     local_ns = frame.f_locals  # ≤3.12: the one snapshot read; 3.13+: write-through proxy
-    overlay = dict(real_globals)
-    overlay.update(local_ns)
+    overlay_ns = dict(real_globals)
+    overlay_ns.update(local_ns)
     initial_locals = set(local_ns)
-    before = {name: overlay[name] for name in real_globals if name not in initial_locals}
+    before = {name: overlay_ns[name] for name in real_globals if name not in initial_locals}
     try:
         if eval_mode:
-            return eval(code, overlay, local_ns)
-        exec(code, overlay, local_ns)
+            return eval(code, overlay_ns, local_ns)
+        exec(code, overlay_ns, local_ns)
         return None
     finally:
         if not PEP667:
             if not CAN_DELETE_FAST_LOCALS:
-                _keep_deleted_fast_locals(frame, local_ns, overlay, initial_locals)
+                _keep_deleted_fast_locals(frame, local_ns, overlay_ns, initial_locals)
             _locals_to_fast(frame, 1)
         # Names assigned under `global` landed in the overlay copy: carry them over.
         for name, old in before.items():
-            if name in overlay and overlay[name] is not old:
-                real_globals[name] = overlay[name]
-            elif name not in overlay:
+            if name in overlay_ns and overlay_ns[name] is not old:
+                real_globals[name] = overlay_ns[name]
+            elif name not in overlay_ns:
                 real_globals.pop(name, None)
         # Only names the code created under `global`: never a local (one it deleted included).
-        for name in overlay.keys() - before.keys() - initial_locals - set(local_ns) - {"__builtins__"}:
+        for name in overlay_ns.keys() - before.keys() - initial_locals - set(local_ns) - {"__builtins__"}:
             if name not in real_globals:
-                real_globals[name] = overlay[name]
+                real_globals[name] = overlay_ns[name]
+
+
+def _run_plain(frame: FrameType, code: Any, eval_mode: bool) -> Any:
+    # The common case (issue 6): no nested scopes, so the real globals serve as they are
+    # (no copy of a module's namespace per eval) and `global` statements write them directly.
+    local_ns = frame.f_locals  # ≤3.12: the one snapshot read; 3.13+: write-through proxy
+    if PEP667:
+        return eval(code, frame.f_globals, local_ns) if eval_mode else exec(code, frame.f_globals, local_ns)
+    # Even an expression can write locals (a walrus, exec() or locals()[...] inside it).
+    initial = None if CAN_DELETE_FAST_LOCALS else dict(local_ns)
+    try:
+        return eval(code, frame.f_globals, local_ns) if eval_mode else exec(code, frame.f_globals, local_ns)
+    finally:
+        if initial is not None:
+            _keep_deleted_fast_locals(frame, local_ns, initial, initial)
+        _locals_to_fast(frame, 1)
 
 
 def _keep_deleted_fast_locals(frame: FrameType, local_ns: Dict[str, Any], overlay: Dict[str, Any],

@@ -8,6 +8,7 @@ owns for the length of the pause (ZeroMQ sockets are not shared between threads)
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import sys
@@ -22,9 +23,12 @@ import zmq
 from . import bulk
 from . import frames as frame_access
 from . import refs, wire
-from .capture import captured_output
+from .capture import captured_output, routing
 from .ops import FRAME_OPS, RESUME_OPS, OpError, Reply, arg, frame_op, str_list
+from .lane import Lane
 from .server import TAG_REPLY, Server, encode_error, encode_reply, get_server
+
+log = logging.getLogger("bridge")
 
 #: How often a paused thread wakes to check its wait timeout.
 _POLL_S = 0.25
@@ -42,7 +46,14 @@ class Pause:
         self.reason = reason
         self.info = dict(info or {})
         self.pause_id = 0  # set by the server on registration
+        # Requests routed by the server thread: a queue, plus a pipe whose read end the
+        # paused thread polls beside its lane (lane.py), written once per request.
         self.inbox: "queue.SimpleQueue[Tuple[bytes, Any, str, Dict[str, Any], Sequence[Any]]]" = queue.SimpleQueue()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._inbox_lock = threading.Lock()
+        self._inbox_open = True
         self.last_activity = time.monotonic()
         self.watches: Dict[str, Any] = {}
 
@@ -59,9 +70,40 @@ class Pause:
         out.update(self.info)
         return out
 
-    def submit(self, identity: bytes, request_id: Any, op: str, args: Dict[str, Any], values: Sequence[Any]) -> None:
-        """Queue a request (called on the server thread)."""
-        self.inbox.put((identity, request_id, op, args, values))
+    def submit(self, identity: bytes, request_id: Any, op: str, args: Dict[str, Any], values: Sequence[Any]) -> bool:
+        """Queue a request (called on the server thread); False once the pause has ended."""
+        with self._inbox_lock:  # never write to the pipe after close: its fd number may be reused
+            if not self._inbox_open:
+                return False
+            self.inbox.put((identity, request_id, op, args, values))
+            try:
+                os.write(self._wake_w, b"\0")
+            except BlockingIOError:  # the pipe is full of wake-ups already: the thread will look
+                pass
+            return True
+
+    def take_routed(self) -> Optional[Tuple[bytes, Any, str, Dict[str, Any], Sequence[Any]]]:
+        """The next request the server thread routed here, or None (paused thread only).
+
+        Called when the wake-up pipe polled readable. One wake-up byte is written per
+        request, so one is read per request taken: the pipe stays readable exactly while
+        requests are waiting.
+        """
+        try:
+            os.read(self._wake_r, 1)
+        except BlockingIOError:
+            pass
+        try:
+            return self.inbox.get_nowait()
+        except queue.Empty:
+            return None
+
+    def close_inbox(self) -> None:
+        """Refuse further routed requests and release the pipe (paused thread, at the end)."""
+        with self._inbox_lock:
+            self._inbox_open = False
+            os.close(self._wake_r)
+            os.close(self._wake_w)
 
     def frame(self, args: Dict[str, Any]) -> FrameType:
         """The frame a request names (``frame`` index, innermost = 0)."""
@@ -113,34 +155,97 @@ def serve(frames: List[FrameType], reason: str, *, timeout: Optional[float] = No
     push = server.context.socket(zmq.PUSH)
     push.setsockopt(zmq.LINGER, 1000)
     push.connect(server.internal_endpoint)
+    lane = _open_lane(server)
+    if lane is not None:
+        pause.info["lane"] = lane.port
+        pause.info["lane_key"] = lane.public_key
+    poller = zmq.Poller()
+    poller.register(pause._wake_r, zmq.POLLIN)
+    if lane is not None:
+        poller.register(lane.socket, zmq.POLLIN)
     server.register_pause(pause)
     action = "continue"
+    output_routing = routing()  # held for the pause: each eval's capture is then cheap
+    output_routing.__enter__()
     try:
+        lane_socket = lane.socket if lane is not None else None
+        prefer_lane = True
         while True:
-            try:
-                identity, request_id, op, args, values = pause.inbox.get(timeout=_POLL_S)
-            except queue.Empty:
-                if timeout is not None and time.monotonic() - pause.last_activity > timeout:
+            # One poll per request: it says where the request is (issue 6: asking each
+            # socket first costs more than the poll).
+            ready = poller.poll(_POLL_S * 1000)
+            if not ready:
+                if not pause.inbox.empty():  # its wake-up was lost to a full pipe (a flood)
+                    ready = [(pause._wake_r, zmq.POLLIN)]
+                elif timeout is not None and time.monotonic() - pause.last_activity > timeout:
                     print(
                         f"bridge: no client continued pid {os.getpid()} within {timeout:g}s; resuming",
                         file=sys.__stderr__,
                     )
                     break
-                continue
+                else:
+                    continue
+            on_lane = on_pipe = False
+            for item, _ in ready:
+                if item is lane_socket:
+                    on_lane = True
+                else:
+                    on_pipe = True
+            # Both ready: take turns, so that neither way starves the other.
+            request, via_lane = None, False
+            if on_lane and (prefer_lane or not on_pipe):
+                request = lane.receive(pause.thread_id, pause.pause_id)  # type: ignore[union-attr]
+                via_lane = request is not None
+            if request is None and on_pipe:
+                request = pause.take_routed()
+            if request is None:
+                continue  # a refused lane request (answered), or a stale wake-up (drained)
+            prefer_lane = not via_lane
             pause.last_activity = time.monotonic()
-            resume = _run_op(pause, push, identity, request_id, op, args, values)
+            identity, request_id, op, args, values = request
+            frames_out = _run_op(pause, request_id, op, args, values)
+            resume = RESUME_OPS.get(op)  # decided before the send: after it, this thread should only wait
+            if via_lane:
+                lane.send(identity, frames_out)  # type: ignore[union-attr]
+            else:
+                # Zero-copy only pays for big frames (issue 6: it costs a Frame object per part).
+                small = len(frames_out) <= 3 and all(len(f) < wire.ZERO_COPY_THRESHOLD for f in frames_out)
+                push.send_multipart([TAG_REPLY + identity, *frames_out], copy=small)
             if resume is not None:
                 action = resume
                 break
     finally:
+        output_routing.__exit__(None, None, None)
+        pause.close_inbox()
         server.unregister_pause(pause, action)
+        if lane is not None:
+            lane.close()
+        _answer_leftovers(pause, push)
         push.close()
     return action
 
 
-def _run_op(pause: Pause, push: zmq.Socket, identity: bytes, request_id: Any, op: str,
-            args: Dict[str, Any], values: Sequence[Any]) -> Optional[str]:
-    """Run one frame op on this thread and send its reply. Returns a resume action or None."""
+def _open_lane(server: Server) -> Optional[Lane]:
+    try:
+        return Lane(server)
+    except zmq.ZMQError as exc:  # no free port, too many files: the server path still works
+        log.warning("bridge: cannot open a lane for this pause (%s); requests go through the server", exc)
+        return None
+
+
+def _answer_leftovers(pause: Pause, push: zmq.Socket) -> None:
+    # Requests the server routed here after the last one served: say the pause ended.
+    while True:
+        try:
+            identity, request_id, *_ = pause.inbox.get_nowait()
+        except queue.Empty:
+            return
+        message = f"thread {pause.thread_id} resumed since pause {pause.pause_id}"
+        push.send_multipart([TAG_REPLY + identity, *encode_error(request_id, "NotPaused", message)])
+
+
+def _run_op(pause: Pause, request_id: Any, op: str, args: Dict[str, Any], values: Sequence[Any]) -> List[Any]:
+    """Run one frame op on this thread; the reply's frames (an error reply if it failed)."""
     try:
         if "_bulk_in" in args:  # [bulk path] big request buffers came outside CURVE (issue 6)
             try:
@@ -150,17 +255,13 @@ def _run_op(pause: Pause, push: zmq.Socket, identity: bytes, request_id: Any, op
         result = FRAME_OPS[op](pause, args, values)
         reply = result if isinstance(result, Reply) else Reply(result=result)
         try:
-            frames_out = encode_reply(request_id, reply, args.get("_bulk"))
+            return encode_reply(request_id, reply, args.get("_bulk"))
         except Exception as exc:
             raise OpError("Unpicklable", f"the result cannot be sent: {type(exc).__name__}: {exc}") from None
     except OpError as exc:
-        frames_out = encode_error(request_id, exc.kind, str(exc), data=exc.data)
+        return encode_error(request_id, exc.kind, str(exc), data=exc.data)
     except BaseException as exc:  # user code raised (even SystemExit): an error reply, the job goes on
-        frames_out = encode_error(request_id, type(exc).__name__, _exc_message(exc), _user_traceback(exc))
-    # Zero-copy only pays for big frames (issue 6: it costs a Frame object per part).
-    small = len(frames_out) <= 3 and all(len(f) < wire.ZERO_COPY_THRESHOLD for f in frames_out)
-    push.send_multipart([TAG_REPLY, identity, *frames_out], copy=small)
-    return RESUME_OPS.get(op)
+        return encode_error(request_id, type(exc).__name__, _exc_message(exc), _user_traceback(exc))
 
 
 def _exc_message(exc: BaseException) -> str:
@@ -244,21 +345,26 @@ def summarize(value: Any) -> Dict[str, Any]:
 # --- frame ops ---------------------------------------------------------------------------------
 
 
-_compiled: Dict[Tuple[str, str], Any] = {}
+_compiled: Dict[Tuple[str, str], Tuple[Any, bool]] = {}
 _COMPILED_MAX = 256
 
 
-def _compile(source: str, mode: str) -> Any:
-    # Cached (issue 6): a notebook re-evaluates the same expressions (panels, watches, loops),
-    # and compile() is a large share of a small eval's round trip. Code objects are immutable.
+def _compile(source: str, mode: str) -> Tuple[Any, bool]:
+    """(code, whether it needs the locals overlay) for ``source``, cached.
+
+    Cached (issue 6): a notebook re-evaluates the same expressions (panels, watches,
+    loops), and compile() is a large share of a small eval's round trip. Code objects are
+    immutable.
+    """
     key = (source, mode)
-    code = _compiled.get(key)
-    if code is None:
+    entry = _compiled.get(key)
+    if entry is None:
         code = compile(source, "<remote>", mode)
+        entry = (code, frame_access.needs_overlay(code))
         if len(_compiled) >= _COMPILED_MAX:
             _compiled.pop(next(iter(_compiled)))
-        _compiled[key] = code
-    return code
+        _compiled[key] = entry
+    return entry
 
 
 @frame_op("stack")
@@ -283,20 +389,26 @@ def _op_locals(pause: Pause, args: Dict[str, Any], values: Sequence[Any]) -> Dic
 @frame_op("eval")
 def _op_eval(pause: Pause, args: Dict[str, Any], values: Sequence[Any]) -> Reply:
     frame = pause.frame(args)
-    code = _compile(arg(args, "expr", str), "eval")
+    code, overlay = _compile(arg(args, "expr", str), "eval")
     with captured_output() as out:
-        value = frame_access.run_code(frame, code, eval_mode=True)
+        value = frame_access.run_code(frame, code, eval_mode=True, overlay=overlay)
     # A value that cannot be copied (an open file, a lock) comes back as a live reference.
     enc = refs.encode(value, size_limit=arg(args, "size_limit", int, None))
-    return Reply(result={"output": out.getvalue(), "live": enc.live}, frames=enc.frames)
+    result: Dict[str, Any] = {"live": enc.live}
+    output = out.getvalue()
+    if output:
+        result["output"] = output
+    if enc.plain:
+        result["plain"] = True
+    return Reply(result=result, frames=enc.frames)
 
 
 @frame_op("exec")
 def _op_exec(pause: Pause, args: Dict[str, Any], values: Sequence[Any]) -> Dict[str, Any]:
     frame = pause.frame(args)
-    code = _compile(arg(args, "code", str), "exec")
+    code, overlay = _compile(arg(args, "code", str), "exec")
     with captured_output() as out:
-        frame_access.run_code(frame, code, eval_mode=False)
+        frame_access.run_code(frame, code, eval_mode=False, overlay=overlay)
     return {"output": out.getvalue()}
 
 

@@ -227,15 +227,29 @@ _SCALAR_TYPES = frozenset({int, float, complex, bool, str, bytes, type(None)})
 
 
 class Encoded:
-    """A value ready to send: its frames, whether it went live, and its target-side version."""
+    """A value ready to send: its frames, whether it went live, and its target-side version.
 
-    __slots__ = ("frames", "live", "version", "size")
+    The version (identity plus a digest of the frames, for change detection by mounts) is
+    computed on first use: an eval never asks for it, and hashing a big array costs.
+    """
 
-    def __init__(self, frames: wire.Frames, live: bool, version: str, size: Optional[int]) -> None:
+    __slots__ = ("frames", "live", "size", "plain", "_ident", "_version")
+
+    def __init__(self, frames: wire.Frames, live: bool, ident: int, size: Optional[int], plain: bool = False) -> None:
         self.frames = frames
         self.live = live
-        self.version = version
         self.size = size
+        #: A pickle of a builtin scalar: no classes, no refs (the client may skip its checks).
+        self.plain = plain
+        self._ident = ident
+        self._version: Optional[str] = None
+
+    @property
+    def version(self) -> str:
+        """``<id>:live`` for a live reference, else ``<id>:<digest of the frames>``."""
+        if self._version is None:
+            self._version = f"{self._ident:x}:{'live' if self.live else _digest(self.frames)}"
+        return self._version
 
 
 def encode(value: Any, *, table: RefTable = TABLE, size_limit: Optional[int] = None,
@@ -250,7 +264,7 @@ def encode(value: Any, *, table: RefTable = TABLE, size_limit: Optional[int] = N
         # Fast path for the commonest eval results: exact builtin scalars are never live
         # and hold no references, so the reference-checking pickler has nothing to do.
         scalar = [pickle.dumps(value, protocol=5)]
-        return Encoded(scalar, False, f"{id(value):x}:{_digest(scalar)}", len(scalar[0]))
+        return Encoded(scalar, False, id(value), len(scalar[0]), plain=True)
     size = cheap_size(value)
     live = (force_live or must_be_live(value)) and not force_copy
     if not live and not force_copy and size_limit is not None and size is not None and size > size_limit:
@@ -275,10 +289,7 @@ def encode(value: Any, *, table: RefTable = TABLE, size_limit: Optional[int] = N
                 live = True
     if live:
         frames, _ = _dump(value, table, live=True)
-        version = f"{id(value):x}:live"
-    else:
-        version = f"{id(value):x}:{_digest(frames)}"  # type: ignore[arg-type]
-    return Encoded(frames, live, version, size)  # type: ignore[arg-type]
+    return Encoded(frames, live, id(value), size)  # type: ignore[arg-type]
 
 
 def version_of(value: Any, base: str) -> str:

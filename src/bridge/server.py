@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
-from . import keys, wire
+from . import bulk, keys, wire
 from .ops import FRAME_OPS, NO_VALUE, SERVER_OPS, OpError, Reply, arg, server_op
 
 log = logging.getLogger("bridge")
@@ -34,7 +34,8 @@ HEARTBEAT_IVL_MS = 1000
 HEARTBEAT_TIMEOUT_MS = 5000
 MAX_SUBSCRIBERS = 64
 
-# Tags of internal messages (first frame) from paused threads to the server thread.
+# Tags of internal messages from paused threads to the server thread: the first byte of
+# the first frame (a reply's first frame is the tag followed by the client's identity).
 TAG_REPLY = b"R"
 TAG_EVENT = b"E"
 TAG_STOP = b"S"
@@ -115,16 +116,11 @@ class Server:
         self.auth.configure_curve_callback("*", credentials_provider=_KeyPolicy())
         public, secret = zmq.curve_keypair()
         self.public_key = public.decode("ascii")
+        self.host = host
 
-        self.router = self.context.socket(zmq.ROUTER)
-        self.router.curve_server = True
-        self.router.curve_publickey = public
-        self.router.curve_secretkey = secret
-        self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        self.router.setsockopt(zmq.MAXMSGSIZE, wire.MAX_MESSAGE_BYTES)
-        self.router.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
-        self.router.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
-        self.router.setsockopt(zmq.LINGER, 0)
+        # The secret key lives only inside the socket from here on (no attribute holds it).
+        self.router = self.curve_router(public, secret)
+        del secret
         # Handshake failures (wrong server key, plaintext or garbage peers) never reach the
         # ZAP handler; the socket's monitor is the only place they show, so they are logged from there.
         self.monitor = self.router.get_monitor_socket(
@@ -132,17 +128,9 @@ class Server:
             | zmq.EVENT_HANDSHAKE_FAILED_AUTH
         )
         self.handshake_failures = 0
-        if ":" in host and not host.startswith("["):
-            self.router.setsockopt(zmq.IPV6, 1)
-            bind_host = f"[{host}]"
-        else:
-            bind_host = host
-        if port:
-            self.router.bind(f"tcp://{bind_host}:{port}")
-        else:
-            port = self.router.bind_to_random_port(f"tcp://{bind_host}")
-        self.endpoint = f"tcp://{bind_host}:{port}"
-        self.host = host
+        self.routed_frame_ops = 0
+        port = self.bind(self.router, port)
+        self.endpoint = f"tcp://{self._bind_host()}:{port}"
 
         self.internal_endpoint = INTERNAL_ENDPOINT.format(id(self))
         self.internal = self.context.socket(zmq.PULL)
@@ -162,6 +150,32 @@ class Server:
         self.connection_file = None
         self._write_connection_file()
         self.thread.start()
+
+    def curve_router(self, public_key: bytes, secret_key: bytes) -> zmq.Socket:
+        """A CURVE server ROUTER socket with these keys and the server's limits (the ZAP
+        handler of :attr:`context` admits only authorized clients on every such socket)."""
+        sock = self.context.socket(zmq.ROUTER)
+        sock.curve_server = True
+        sock.curve_publickey = public_key
+        sock.curve_secretkey = secret_key
+        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        sock.setsockopt(zmq.MAXMSGSIZE, wire.MAX_MESSAGE_BYTES)
+        sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
+        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
+        sock.setsockopt(zmq.LINGER, 0)
+        if ":" in self.host and not self.host.startswith("["):
+            sock.setsockopt(zmq.IPV6, 1)
+        return sock
+
+    def bind(self, sock: zmq.Socket, port: int = 0) -> int:
+        """Bind ``sock`` on this server's host, to ``port`` or (0) a random one; return the port."""
+        if port:
+            sock.bind(f"tcp://{self._bind_host()}:{port}")
+            return port
+        return sock.bind_to_random_port(f"tcp://{self._bind_host()}")
+
+    def _bind_host(self) -> str:
+        return f"[{self.host}]" if ":" in self.host and not self.host.startswith("[") else self.host
 
     # --- called from any thread ------------------------------------------------------
 
@@ -296,29 +310,32 @@ class Server:
     def _drain_internal(self) -> bool:
         # Hot path (issue 6): ask ZMQ_EVENTS whether more is queued instead of paying for a
         # zmq.Again exception after every message.
-        while self.internal.get(zmq.EVENTS) & zmq.POLLIN:
-            tag, *frames = self.internal.recv_multipart(zmq.NOBLOCK, copy=False)
-            tag = tag.bytes
-            if tag == TAG_STOP:
-                return False
-            if tag == TAG_REPLY:
-                identity, *msg = frames
-                self._send(identity.bytes, msg)
+        internal = self.internal
+        while internal.get(zmq.EVENTS) & zmq.POLLIN:
+            first, *frames = recv_parts(internal, zmq.NOBLOCK, 2)
+            tag = first[:1]
+            if tag == TAG_REPLY:  # the reply's first part is the tag and the client identity in one
+                self._send(first[1:], frames)
             elif tag == TAG_EVENT:
                 for identity in list(self.subscribers):
                     self._send(identity, frames)
+            elif tag == TAG_STOP:
+                return False
         return True
 
     def _drain_router(self) -> None:
+        router = self.router
         for _ in range(1000):  # bounded: let internal traffic (replies) through too
-            if not self.router.get(zmq.EVENTS) & zmq.POLLIN:  # cheaper than zmq.Again (issue 6)
+            if not router.get(zmq.EVENTS) & zmq.POLLIN:  # cheaper than zmq.Again (issue 6)
                 return
-            identity, *frames = self.router.recv_multipart(zmq.NOBLOCK, copy=False)
-            self._handle(identity.bytes, frames)
+            identity, *frames = recv_parts(router, zmq.NOBLOCK, 2)
+            self._handle(identity, frames)
 
     def _send(self, identity: bytes, frames: Sequence[Any]) -> None:
         try:
-            self.router.send_multipart([identity, *frames], copy=False)
+            # copy=True copies only the small bytes parts; zmq.Frame parts (big values,
+            # received without copying) are passed on as they are.
+            self.router.send_multipart([identity, *frames])
         except zmq.ZMQError as exc:
             if exc.errno == zmq.EHOSTUNREACH:  # the client went away
                 self.subscribers.pop(identity, None)
@@ -335,19 +352,11 @@ class Server:
 
     def _handle(self, identity: bytes, frames: List[Any]) -> None:
         try:
-            header, values = wire.split_message(frames)
-        except wire.ProtocolError as exc:
-            self.reply_error(identity, _salvage_id(frames), "ProtocolError", str(exc))
+            request_id, op, args, values = parse_request(frames)
+        except BadRequest as exc:
+            self.reply_error(identity, exc.request_id, "ProtocolError", str(exc))
             return
-        request_id = header.get("id")
-        if not isinstance(request_id, (int, str)) or isinstance(request_id, bool):
-            self.reply_error(identity, None, "ProtocolError", "header needs an integer or string 'id'")
-            return
-        op = header.get("op")
-        args = header.get("args", {})
         try:
-            if not isinstance(op, str):
-                raise OpError("ProtocolError", "header needs a string 'op'")
             if op in SERVER_OPS:
                 result = SERVER_OPS[op](self, args, values, identity)
                 if result is not _DEFERRED:
@@ -362,23 +371,61 @@ class Server:
             self.reply_error(identity, request_id, type(exc).__name__, str(exc), traceback.format_exc())
 
     def _route_to_pause(self, identity: bytes, request_id: Any, op: str, args: Dict[str, Any], values: List[Any]) -> None:
-        thread_id = arg(args, "thread", int, None)
-        pauses = self.paused_threads()
+        thread_id = args.get("thread")
         if thread_id is None:
+            pauses = self.paused_threads()
             if not pauses:
                 raise OpError("NotPaused", "no thread of this process is paused")
             pause = pauses[0]
         else:
-            pause = self.pauses.get(thread_id)
+            if type(thread_id) is not int:
+                arg(args, "thread", int)  # raises BadRequest naming the problem
+            pause = self.pauses.get(thread_id)  # one dict read: atomic, no lock needed
             if pause is None:
                 raise OpError("NotPaused", f"thread {thread_id} is not paused")
-        expected = arg(args, "pause_id", int, None)
-        if expected is not None and expected != pause.pause_id:
+        expected = args.get("pause_id")
+        if expected is not None and (type(expected) is not int or expected != pause.pause_id):
+            expected = arg(args, "pause_id", int)  # a wrong type raises BadRequest
             raise OpError(
                 "NotPaused",
                 f"thread {pause.thread_id} resumed since pause {expected} (now at pause {pause.pause_id})",
             )
-        pause.submit(identity, request_id, op, args, values)
+        self.routed_frame_ops += 1  # how many took this path rather than a lane (tests, diagnostics)
+        if not pause.submit(identity, request_id, op, args, values):
+            raise OpError("NotPaused", f"thread {pause.thread_id} resumed since pause {pause.pause_id}")
+
+
+class BadRequest(Exception):
+    """A request that does not follow the spec; ``request_id`` is what could be salvaged."""
+
+    def __init__(self, request_id: Any, message: str) -> None:
+        super().__init__(message)
+        self.request_id = request_id
+
+
+def parse_request(frames: List[Any]) -> "tuple[Any, str, Dict[str, Any], List[Any]]":
+    """(id, op, args, value frames) of a request message; BadRequest says what is wrong."""
+    try:
+        header, values = wire.split_message(frames)
+    except wire.ProtocolError as exc:
+        raise BadRequest(_salvage_id(frames), str(exc)) from None
+    request_id = header.get("id")
+    if not isinstance(request_id, (int, str)) or isinstance(request_id, bool):
+        raise BadRequest(None, "header needs an integer or string 'id'")
+    op = header.get("op")
+    if not isinstance(op, str):
+        raise BadRequest(request_id, "header needs a string 'op'")
+    return request_id, op, header.get("args", {}), values
+
+
+def recv_parts(sock: zmq.Socket, flags: int, small: int) -> List[Any]:
+    """One multipart message: its first ``small`` parts as bytes (tag, identity, header:
+    small, and a copy is cheaper than a zmq.Frame), the rest as zmq.Frames (values, not
+    copied)."""
+    parts = [sock.recv(flags)]
+    while sock.get(zmq.RCVMORE):
+        parts.append(sock.recv(flags) if len(parts) < small else sock.recv(flags, copy=False))
+    return parts
 
 
 _DEFERRED = object()  # a server op that replies later, by itself
@@ -409,14 +456,13 @@ def encode_reply(request_id: Any, reply: Reply, bulk_mode: Any = None) -> List[A
     frames = reply.frames
     if frames is None and reply.value is not NO_VALUE:
         frames = wire.dump_value(reply.value)
-    header = {"id": request_id, "ok": True, "result": reply.result}
-    if bulk_mode and frames:  # [bulk path] issue 6
-        from . import bulk
-
+    header = {"v": wire.PROTOCOL_VERSION, "id": request_id, "ok": True, "result": reply.result}
+    if bulk_mode and frames and any(memoryview(f).nbytes >= bulk.THRESHOLD for f in frames):  # [bulk path] issue 6
         exported, descriptor = bulk.export_reply([b""] + list(frames), bulk_mode)
         if descriptor is not None:
             frames, header["bulk"] = exported[1:], descriptor
-    return wire.make_message(header, frames)
+    header["nbuf"] = len(frames) if frames else 0
+    return [wire.encode_header(header), *(frames or ())]
 
 
 def encode_error(request_id: Any, kind: str, message: str, tb: str = "",
@@ -471,8 +517,11 @@ if hasattr(os, "register_at_fork"):
 @server_op("hello")
 def _op_hello(server: Server, args: Dict[str, Any], values: Sequence[Any], identity: bytes) -> Dict[str, Any]:
     server.clients_seen += 1
+    from .bulk import host_identity
+
     info = server.connection_info()
     info["protocol"] = wire.PROTOCOL_VERSION
+    info["host"] = host_identity()  # the client tells a tunnel from a direct connection (lanes)
     return info
 
 

@@ -52,11 +52,6 @@ class ProtocolError(Exception):
     """A message that does not follow the spec. The text names the problem."""
 
 
-def encode_header(header: Dict[str, Any]) -> bytes:
-    """Serialise a header dict to compact JSON bytes."""
-    return json.dumps(header, separators=(",", ":"), default=_json_default).encode("utf-8")
-
-
 def _json_default(obj: Any) -> Any:
     # Sets and tuples show up in args (names lists); anything else is a bug upstream.
     if isinstance(obj, (set, frozenset, tuple)):
@@ -64,9 +59,18 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} is not JSON-serialisable in a header")
 
 
+# One encoder for every header: json.dumps with options builds a new one per call (issue 6).
+_header_encoder = json.JSONEncoder(separators=(",", ":"), default=_json_default)
+
+
+def encode_header(header: Dict[str, Any]) -> bytes:
+    """Serialise a header dict to compact JSON bytes."""
+    return _header_encoder.encode(header).encode("utf-8")
+
+
 def decode_header(frame: Any) -> Dict[str, Any]:
     """Parse and validate a header frame; raise ProtocolError naming what is wrong."""
-    data = bytes(frame.buffer) if hasattr(frame, "buffer") else bytes(frame)
+    data = frame if type(frame) is bytes else bytes(frame.buffer) if hasattr(frame, "buffer") else bytes(frame)
     if len(data) > MAX_HEADER_BYTES:
         raise ProtocolError(f"header of {len(data)} bytes exceeds the {MAX_HEADER_BYTES}-byte limit")
     try:

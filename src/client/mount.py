@@ -239,7 +239,7 @@ class Mount:
         if releases:
             full["release"] = releases
         kw = {} if self.timeout is None else {"timeout": self.timeout}
-        return self.session._request(op, full, frames=frames, **kw)
+        return self.session._request(op, full, frames=frames, frame_op=True, **kw)
 
     def _snapshot(self) -> Dict[str, Any]:
         where = self.session._frame_args(self.frame)

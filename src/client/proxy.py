@@ -94,7 +94,7 @@ class RefRegistry:
         if releases:
             full["release"] = releases
         try:
-            return self.session._request(op, full, frames=frames, timeout=timeout or self.timeout())
+            return self.session._request(op, full, frames=frames, timeout=timeout or self.timeout(), frame_op=True)
         except BaseException:
             self._pending.extend((r, [n]) for r, n in releases)  # not delivered: try again next time
             raise

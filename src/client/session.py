@@ -9,6 +9,7 @@ touched by two threads.
 
 from __future__ import annotations
 
+import pickle
 import sys
 import threading
 import time
@@ -21,6 +22,7 @@ from bridge import keys
 
 from .control import DebugControl
 from .errors import NotPaused, SessionLost
+from .lanes import Lanes, lanes_allowed
 from .transport import Channel, handshake
 
 DEFAULT_TIMEOUT = 30.0
@@ -157,8 +159,10 @@ class Session(DebugControl):
         self._frame_pause_id = 0
         self._closed = False
         self._channel = Channel(self._context, info, self._keypair)
+        self._lanes = Lanes(self)
         try:
             self.hello = handshake(self._channel, timeout=min(timeout, 10.0))
+            self._lanes.enabled = lanes_allowed(self._channel, self.hello)
             self._events = _EventListener(self)
             self._events.start_and_subscribe(timeout=min(timeout, 10.0))
         except BaseException:
@@ -232,14 +236,26 @@ class Session(DebugControl):
     # --- requests ----------------------------------------------------------------------
 
     def _request(self, op: str, args: Optional[Dict[str, Any]] = None, value: Any = NO_VALUE,
-                 frames: Optional[List[Any]] = None, timeout: Optional[float] = ...) -> Any:
-        """Send one request and return (result, value frames)."""
+                 frames: Optional[List[Any]] = None, timeout: Optional[float] = ..., *,
+                 frame_op: bool = False) -> Any:
+        """Send one request and return (result, value frames).
+
+        ``frame_op``: the op runs on the paused thread ``args["thread"]``, so it may take
+        that pause's lane (straight to the thread) instead of the server socket.
+        """
         if self._closed:
             raise SessionLost("this session is closed; attach again")
         if value is not NO_VALUE:
             frames = self._dump(value)
+        wait = self.timeout if timeout is ... else timeout
         with self._lock:
-            return self._channel.request(op, args, frames, timeout=self.timeout if timeout is ... else timeout)
+            pause = self._pauses.get(args.get("thread")) if frame_op and args else None  # type: ignore[arg-type]
+            lane = self._lanes.channel(pause) if pause is not None else None
+            if lane is None:
+                return self._channel.request(op, args, frames, timeout=wait)
+            if args.get("pause_id") is None:  # type: ignore[union-attr]
+                args = dict(args, pause_id=pause.pause_id)  # type: ignore[union-attr]
+            return lane.request(op, args, frames, timeout=wait, still_valid=self._lanes.alive(pause))
 
     def _frame_args(self, frame: Optional[int] = None, thread: Optional[int] = None) -> Dict[str, Any]:
         pause = self._current_pause(thread)
@@ -251,6 +267,11 @@ class Session(DebugControl):
         return args
 
     def _current_pause(self, thread: Optional[int] = None) -> Optional[PauseInfo]:
+        if thread is None and self._thread is not None:
+            # The common case, without the lock (issue 6): single dict reads are atomic.
+            selected = self._pauses.get(self._thread)
+            if selected is not None:
+                return selected
         with self._state:
             if thread is not None:
                 if thread not in self._pauses:
@@ -270,14 +291,14 @@ class Session(DebugControl):
         """Run a frame op against the selected frame; returns (result, value frames)."""
         full = self._frame_args()
         full.update(args or {})
-        return self._request(op, full, value=value, timeout=timeout)
+        return self._request(op, full, value=value, timeout=timeout, frame_op=True)
 
     # --- frames ------------------------------------------------------------------------
 
     def stack(self) -> Stack:
         """Frames of the selected paused thread, innermost first (the selected one marked)."""
         args = self._frame_args()
-        result, _ = self._request("stack", args)
+        result, _ = self._request("stack", args, frame_op=True)
         selected = args["frame"]
         return Stack(
             FrameInfo(index=f["index"], file=f["file"], line=f["line"], function=f["function"],
@@ -290,7 +311,7 @@ class Session(DebugControl):
         pause = self._current_pause(thread)
         if pause is None:
             raise NotPaused(f"no thread of pid {self.pid} is paused")
-        result, _ = self._request("stack", {"thread": pause.thread, "frame": 0})
+        result, _ = self._request("stack", {"thread": pause.thread, "frame": 0}, frame_op=True)
         frames = result["frames"]
         if not 0 <= i < len(frames):
             raise IndexError(f"frame {i} does not exist: the stack has {len(frames)} frames (0 is innermost)")
@@ -328,8 +349,13 @@ class Session(DebugControl):
         ``timeout`` (seconds) defaults to the session's :attr:`timeout`.
         """
         result, frames = self.frame_op("eval", {"expr": expr}, timeout=timeout or self.timeout)
-        if result and result.get("output"):
-            sys.stdout.write(result["output"])
+        if result:
+            if "output" in result:
+                sys.stdout.write(result["output"])
+            if result.get("plain") and len(frames) == 1:
+                # A builtin scalar (the target says so): nothing for the checking unpickler to do.
+                frame = frames[0]
+                return pickle.loads(frame.buffer if hasattr(frame, "buffer") else frame)
         return self._load(frames)
 
     def exec(self, code: str, *, timeout: Optional[float] = None) -> Output:
@@ -403,7 +429,7 @@ class Session(DebugControl):
     def _resume(self, op: str, thread: Optional[int] = None) -> None:
         args = {"thread": thread, "frame": 0} if thread is not None else self._frame_args()
         args["frame"] = 0
-        result, _ = self._request(op, args)
+        result, _ = self._request(op, args, frame_op=True)
         with self._state:
             self._retire(int(result["thread"]), int(result["pause_id"]))
             self._frame = 0
@@ -438,6 +464,8 @@ class Session(DebugControl):
         events = getattr(self, "_events", None)
         if events is not None:
             events.stop()
+        with self._lock:
+            self._lanes.close_all()
         self._channel.close()
         self._context.term()
 

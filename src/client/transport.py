@@ -19,10 +19,12 @@ from zmq.utils.monitor import parse_monitor_message
 
 from bridge import bulk, keys, wire
 
-from .errors import AuthenticationError, RemoteError, RequestTimeout, SessionLost, error_from_reply
+from .errors import AuthenticationError, NotPaused, RemoteError, RequestTimeout, SessionLost, error_from_reply
 
-#: Slice of every blocking poll, so Ctrl-C and liveness checks get a turn.
+#: Slice of every blocking receive, so Ctrl-C and liveness checks get a turn.
 POLL_SLICE_MS = 100
+#: The slice before the first handshake succeeded: a refused key shows within milliseconds.
+FIRST_HANDSHAKE_SLICE_MS = 5
 HEARTBEAT_IVL_MS = 1000
 HEARTBEAT_TIMEOUT_MS = 5000
 
@@ -72,7 +74,7 @@ class Channel:
         self._last_alive_check = 0.0
         #: The session's bulk path (bulk.py), chosen in :func:`handshake`; None = CURVE only.
         self.bulk: Optional[bulk.BulkPeer] = None
-        self._poller: Optional[zmq.Poller] = None
+        self._rcvtimeo = -1
 
     # --- failure detection -----------------------------------------------------------
 
@@ -131,27 +133,37 @@ class Channel:
         if self.closed:
             raise SessionLost("the session is closed")
         request_id = next(_request_ids)
+        if not value_frames:  # the common case: one small frame, sent as a copy
+            self.socket.send(wire.encode_header({"v": wire.PROTOCOL_VERSION, "id": request_id, "op": op,
+                                                 "args": args or {}, "nbuf": 0}))
+            return request_id
         msg = wire.make_message({"id": request_id, "op": op, "args": args or {}}, value_frames)
-        # Zero-copy only pays for big frames; for a header-only request it is pure overhead.
-        self.socket.send_multipart(msg, copy=not value_frames)
+        self.socket.send_multipart(msg, copy=False)
         return request_id
 
     def receive(self, timeout: Optional[float], *, want_id: Optional[int] = None,
-                on_other: Optional[Callable[[Dict[str, Any], List[Any]], None]] = None
-                ) -> Tuple[Dict[str, Any], List[Any]]:
+                on_other: Optional[Callable[[Dict[str, Any], List[Any]], None]] = None,
+                still_valid: Optional[Callable[[], bool]] = None) -> Tuple[Dict[str, Any], List[Any]]:
         """Wait for the reply to ``want_id`` (or any message if None); errors raise.
 
         ``timeout`` None waits without limit (still ending on a dead target or Ctrl-C).
+        ``still_valid`` is asked while waiting: once it says False (the pause a lane
+        served has ended, see lanes.py) the wait ends with NotPaused.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        poller = self._poller
-        if poller is None:  # made once per channel (issue 6: not per request)
-            poller = self._poller = zmq.Poller()
-            poller.register(self.socket, zmq.POLLIN)
-            poller.register(self.monitor, zmq.POLLIN)
+        sock = self.socket
+        waited = False
         while True:
-            self.check_events()
-            remaining_ms = POLL_SLICE_MS
+            # Monitor events matter only to a wait that is not answered at once (a refused
+            # key, a dead peer): a reply that is already there needs no check (issue 6).
+            if waited or not self.connected:
+                self.check_events()
+            elif self.failure is not None:
+                raise self.failure
+            waited = True
+            # Slices, so that Ctrl-C, monitor events and liveness checks get a turn. Until the
+            # first handshake they are short: a refused key must fail within milliseconds.
+            slice_ms = POLL_SLICE_MS if self.connected else FIRST_HANDSHAKE_SLICE_MS
             if deadline is not None:
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -161,16 +173,26 @@ class Channel:
                         f"pid {self.pid} did not answer within {timeout:g}s (still running a long "
                         f"operation? pass a larger timeout)"
                     )
-                remaining_ms = min(POLL_SLICE_MS, max(1, int(left * 1000)))
+                slice_ms = min(slice_ms, max(1, int(left * 1000)))
+            if slice_ms != self._rcvtimeo:
+                sock.setsockopt(zmq.RCVTIMEO, slice_ms)
+                self._rcvtimeo = slice_ms
             try:
-                events = dict(poller.poll(remaining_ms))
+                # A blocking receive with a timeout is one C call; a poller costs several
+                # Python steps per request (issue 6).
+                frames = [sock.recv()]  # the header: small, a copy is cheaper than a Frame
+            except zmq.Again:
+                if still_valid is not None and not still_valid():
+                    if want_id is not None:
+                        self.abandoned.add(want_id)
+                    raise NotPaused(f"pid {self.pid}: the thread resumed before it answered") from None
+                continue
             except KeyboardInterrupt:
                 if want_id is not None:
                     self.abandoned.add(want_id)
                 raise
-            if self.socket not in events:
-                continue
-            frames = self.socket.recv_multipart(copy=False)
+            while sock.get(zmq.RCVMORE):
+                frames.append(sock.recv(copy=False))  # values: not copied
             header, values = wire.split_message(frames)
             rid = header.get("id")
             if want_id is not None and rid != want_id:
@@ -198,13 +220,17 @@ class Channel:
         return frames[1:]
 
     def request(self, op: str, args: Optional[Dict[str, Any]] = None, value_frames: Optional[List[Any]] = None,
-                timeout: Optional[float] = 30.0) -> Tuple[Any, List[Any]]:
+                timeout: Optional[float] = 30.0, still_valid: Optional[Callable[[], bool]] = None
+                ) -> Tuple[Any, List[Any]]:
         """Send a request and wait for its reply: (result, value frames)."""
         peer = self.bulk
+        if peer is not None and peer.mode != "curve" and not value_frames:
+            args = dict(args or {}, _bulk=peer.mode)  # big reply buffers may come outside CURVE
+            peer = None  # nothing to upload: the plain path below does the rest
         if peer is None or peer.mode == "curve":
             request_id = self.send(op, args, value_frames)
             try:
-                header, values = self.receive(timeout, want_id=request_id)
+                header, values = self.receive(timeout, want_id=request_id, still_valid=still_valid)
             except BaseException:
                 self.abandoned.add(request_id)
                 raise
@@ -224,7 +250,7 @@ class Channel:
             if upload is not None:
                 upload.start()
             try:
-                header, values = self.receive(timeout, want_id=request_id)
+                header, values = self.receive(timeout, want_id=request_id, still_valid=still_valid)
             except BaseException:
                 self.abandoned.add(request_id)
                 raise

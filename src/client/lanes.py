@@ -1,0 +1,110 @@
+"""Per-pause lanes: frame operations straight to the paused thread's own socket.
+
+A target opens a *lane* for each pause (``bridge/lane.py``) and names its port in the
+``paused`` event. Frame operations sent there skip the target's server thread, which
+halves the round trip of a small ``eval`` on a loaded machine (docs/benchmarks.md).
+
+A lane is a second CURVE connection, and its handshake takes milliseconds, so it is
+never waited for: the first request of a pause goes through the server socket as before
+while the lane connects beside it, and later requests take the lane once its handshake
+has succeeded. A lane that cannot connect (a port that a tunnel does not forward) is
+simply never used. Lanes are only tried where the target's lane port is reachable the
+way its main port was: on the same machine, or on a remote one reached directly (not
+through a tunnel, which the boot id tells apart).
+
+``BRIDGE_LANES=0`` turns lanes off (everything goes through the server socket).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
+
+from bridge import bulk
+
+from .errors import BridgeError
+from .transport import Channel
+
+if TYPE_CHECKING:
+    from .session import PauseInfo, Session
+
+_UNUSABLE = None  # a lane that failed: its pause keeps using the server socket
+
+
+class Lanes:
+    """The lanes of one session, by pause id. Used under the session's request lock."""
+
+    def __init__(self, session: "Session") -> None:
+        self.session = session
+        self.enabled = False
+        self._by_pause: Dict[int, Optional[Channel]] = {}
+        self._retired_seen = 0
+
+    def channel(self, pause: "PauseInfo") -> Optional[Channel]:
+        """The pause's lane if it is connected; otherwise None (and start connecting it)."""
+        if not self.enabled:
+            return None
+        if len(self.session._retired) != self._retired_seen:  # a pause ended since: close its lane
+            self._close_retired()
+        pause_id = pause.pause_id
+        if pause_id not in self._by_pause:
+            self._by_pause[pause_id] = self._open(pause)
+            return None  # this request takes the server socket while the lane connects
+        lane = self._by_pause[pause_id]
+        if lane is None:
+            return None
+        if not lane.connected:
+            try:
+                lane.check_events()
+            except BridgeError:  # refused or gone: keep using the server socket
+                lane.close()
+                self._by_pause[pause_id] = _UNUSABLE
+                return None
+        return lane if lane.connected else None
+
+    def alive(self, pause: "PauseInfo") -> Callable[[], bool]:
+        """A check a waiting request makes: False once the pause has ended (its lane is gone)."""
+        retired = self.session._retired
+        pause_id = pause.pause_id
+        return lambda: pause_id not in retired
+
+    def close_all(self) -> None:
+        """Close every lane (the session is closing)."""
+        for lane in self._by_pause.values():
+            if lane is not None:
+                lane.close()
+        self._by_pause.clear()
+
+    def _open(self, pause: "PauseInfo") -> Optional[Channel]:
+        port = pause.extra.get("lane")
+        key = pause.extra.get("lane_key")
+        if type(port) is not int or not 0 < port < 65536 or not isinstance(key, str) or len(key) != 40:
+            return _UNUSABLE
+        main = self.session._channel
+        host = main.endpoint.rsplit(":", 1)[0]  # "tcp://127.0.0.1" or "tcp://[::1]"
+        info = dict(self.session.info, endpoint=f"{host}:{port}", server_key=key)
+        try:
+            lane = Channel(self.session._context, info, self.session._keypair)
+        except Exception:  # a socket we cannot make is a lane we do without
+            return _UNUSABLE
+        lane.bulk = main.bulk  # one bulk path per session, whichever socket asks
+        return lane
+
+    def _close_retired(self) -> None:
+        retired = self.session._retired
+        self._retired_seen = len(retired)
+        for pause_id in [p for p in self._by_pause if p in retired]:
+            lane = self._by_pause.pop(pause_id)
+            if lane is not None:
+                lane.close()
+
+
+def lanes_allowed(channel: Channel, hello: Dict[str, Any]) -> bool:
+    """Whether this session should try lanes: not turned off, and not through a tunnel
+    (a loopback endpoint whose target runs under another kernel than ours)."""
+    if os.environ.get("BRIDGE_LANES", "1").strip().lower() in ("0", "no", "false", "off"):
+        return False
+    if not channel.local:
+        return True
+    theirs = (hello.get("host") or {}).get("boot_id")
+    return bool(theirs) and theirs == bulk.host_identity()["boot_id"]
