@@ -18,6 +18,8 @@ from client.errors import AuthenticationError, NotPaused, RemoteError
 from client.lanes import lanes_allowed
 from client.transport import Channel
 
+from conftest import wait_until
+
 PAUSED = """
 import bridge
 x = 41
@@ -46,7 +48,8 @@ ROUTED = "__import__('bridge.server').server.current_server().routed_frame_ops"
 def lane_of(session) -> "tuple[int, int]":
     """(pause id, lane port) of the session's paused thread; evals until its lane is connected."""
     pause = session.wait(20)
-    port = pause.extra.get("lane")
+    wait_until(lambda: "lane" in pause.extra, what="the lane event")
+    port = pause.extra["lane"]
     assert isinstance(port, int), f"the pause names no lane: {pause.extra}"
     deadline = time.monotonic() + 10
     while session._lanes.channel(pause) is None:  # the lane connects beside the first requests

@@ -107,7 +107,9 @@ class Pause:
 
     def frame(self, args: Dict[str, Any]) -> FrameType:
         """The frame a request names (``frame`` index, innermost = 0)."""
-        index = arg(args, "frame", int, 0)
+        index = args.get("frame", 0)
+        if type(index) is not int:  # the common case skips arg()'s general checks (issue 6)
+            index = arg(args, "frame", int, 0)
         if not 0 <= index < len(self.frames):
             raise OpError("BadRequest", f"frame {index} does not exist (the stack has {len(self.frames)})")
         return self.frames[index]
@@ -155,19 +157,23 @@ def serve(frames: List[FrameType], reason: str, *, timeout: Optional[float] = No
     push = server.context.socket(zmq.PUSH)
     push.setsockopt(zmq.LINGER, 1000)
     push.connect(server.internal_endpoint)
-    lane = _open_lane(server)
-    if lane is not None:
-        pause.info["lane"] = lane.port
-        pause.info["lane_key"] = lane.public_key
-    poller = zmq.Poller()
-    poller.register(pause._wake_r, zmq.POLLIN)
-    if lane is not None:
-        poller.register(lane.socket, zmq.POLLIN)
     server.register_pause(pause)
     action = "continue"
+    lane: Optional[Lane] = None
     output_routing = routing()  # held for the pause: each eval's capture is then cheap
     output_routing.__enter__()
     try:
+        # The lane opens after the pause is announced (the `paused` event does not wait
+        # for its bind) and is named by an event of its own; until a client hears of it,
+        # its requests come through the server socket.
+        lane = _open_lane(server)
+        poller = zmq.Poller()
+        poller.register(pause._wake_r, zmq.POLLIN)
+        if lane is not None:
+            poller.register(lane.socket, zmq.POLLIN)
+            named = {"lane": lane.port, "lane_key": lane.public_key}
+            pause.info = dict(pause.info, **named)  # rebound at once: the server thread's describe() sees old or new
+            server.broadcast("lane", dict(named, thread=pause.thread_id, pause_id=pause.pause_id))
         lane_socket = lane.socket if lane is not None else None
         prefer_lane = True
         while True:

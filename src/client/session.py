@@ -220,6 +220,10 @@ class Session(DebugControl):
                     self._pauses[info.thread] = info
             elif event == "resumed":
                 self._retire(int(body.get("thread", 0)), int(body.get("pause_id", 0)))
+            elif event == "lane":  # the pause's own socket is open (lanes.py)
+                current = self._pauses.get(int(body.get("thread", 0)))
+                if current is not None and current.pause_id == body.get("pause_id"):
+                    current.extra.update(lane=body.get("lane"), lane_key=body.get("lane_key"))
             self._state.notify_all()
         for callback in list(self._listeners):
             try:

@@ -10,7 +10,10 @@ Cases (each is a round trip from this process to another process on loopback):
 * ``inproc hand-off``: the same, but the server thread hands each request to a second
   thread (queue.SimpleQueue) which replies through an inproc PUSH socket that the server
   thread forwards: the shape of a paused thread serving its frame, with no work done.
-* ``framebridge eval``: ``Session.eval("x")`` against a thread paused in ``set_trace()``.
+* ``framebridge eval``: ``Session.eval("x")`` against a thread paused in ``set_trace()``
+  (over the pause's lane: straight to the paused thread, see docs/protocol.md).
+* ``framebridge eval, no lane``: the same through the server socket (``BRIDGE_LANES=0``):
+  the two thread hand-offs the ``inproc hand-off`` floor measures, plus our work.
 * ``debugpy evaluate``: DAP ``evaluate`` (context "repl") against a thread stopped at
   ``debugpy.breakpoint()``, driven by a minimal DAP client over debugpy's socket.
 
@@ -227,11 +230,20 @@ def main(argv: Optional[list] = None) -> None:
         s = client.attach(target.pid)
         s.wait(30)
         assert s.eval("x") == 1
+        for _ in range(200):  # the lane connects beside the first requests (a few ms)
+            s.eval("x")
+        # The same eval through the server socket (two thread hand-offs), for comparison.
+        os.environ["BRIDGE_LANES"] = "0"
+        via_server = client.attach(target.pid)
+        del os.environ["BRIDGE_LANES"]
+        via_server.wait(30)
+        assert via_server.eval("x") == 1
 
         cases = {
             "curve echo": lambda: median_us(lambda: rt(echo), args.n),
             "inproc hand-off": lambda: median_us(lambda: rt(hand), args.n),
             "framebridge eval": lambda: median_us(lambda: s.eval("x"), args.n),
+            "framebridge eval, no lane": lambda: median_us(lambda: via_server.eval("x"), args.n),
         }
         if not args.no_debugpy:
             extra, evaluate = debugpy_session()
@@ -246,6 +258,7 @@ def main(argv: Optional[list] = None) -> None:
         if "debugpy evaluate" in med:
             print(f"debugpy / eval         = {med['debugpy evaluate'] / med['framebridge eval']:.0f}x faster (goal >= 100x)")
         s.close()
+        via_server.close()
         echo.close(0)
         hand.close(0)
         ctx.term()
