@@ -42,6 +42,16 @@ print("running", flush=True)
 time.sleep(120)
 """
 
+PAUSE_ON_FILE = """
+import os, time
+import bridge
+bridge.listen()
+while not os.path.exists({go!r}):
+    time.sleep(0.01)  # the test's signal: a file, nothing to wait on
+x = 41
+bridge.set_trace()
+"""
+
 ROUTED = "__import__('bridge.server').server.current_server().routed_frame_ops"
 
 
@@ -75,6 +85,24 @@ def test_frame_ops_take_the_lane_not_the_server_thread(target, attach_to):
     assert s.get("y") == 82
     assert [f.function for f in s.stack()] == ["<module>"]
     # The server thread routed none of them: they went straight to the paused thread.
+    assert s.eval(ROUTED) == routed
+
+
+def test_requests_before_the_lane_is_named_take_the_server_and_then_the_lane(target, attach_to, tmp_path):
+    go = tmp_path / "go"
+    t = target(PAUSE_ON_FILE.format(go=str(go)))
+    s = attach_to(t, wait_pause=False)  # attached before the pause: it sees the pause happen
+    go.write_text("go")
+    s.wait(20)
+    # Right after the pause is announced its lane is usually not named yet: the server
+    # socket serves, and the session switches once the lane event has come.
+    assert s.eval("x") == 41
+    deadline = time.monotonic() + 10
+    while s._lanes.channel(s.wait()) is None:
+        assert time.monotonic() < deadline, "the pause never switched to its lane"
+        assert s.eval("x") == 41
+    routed = s.eval(ROUTED)
+    assert s.eval("x") == 41
     assert s.eval(ROUTED) == routed
 
 

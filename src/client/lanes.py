@@ -48,6 +48,8 @@ class Lanes:
             self._close_retired()
         pause_id = pause.pause_id
         if pause_id not in self._by_pause:
+            if "lane" not in pause.extra:  # its `lane` event has not come (yet): ask again next time
+                return None
             self._by_pause[pause_id] = self._open(pause)
             return None  # this request takes the server socket while the lane connects
         lane = self._by_pause[pause_id]
