@@ -140,16 +140,17 @@ def fuzz_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzTarget
 
 
 class RawClient:
-    """An authorized CURVE DEALER that sends whatever frames it is given."""
+    """An authorized CURVE DEALER that sends whatever frames it is given (to the server
+    socket, or to ``endpoint`` with ``server_key``: a pause's lane)."""
 
-    def __init__(self, target: FuzzTarget) -> None:
+    def __init__(self, target: FuzzTarget, endpoint: str = "", server_key: str = "") -> None:
         self.context = zmq.Context()
         self.socket = self.context.socket(zmq.DEALER)
         self.socket.linger = 0
-        self.socket.curve_serverkey = target.info["server_key"].encode()
+        self.socket.curve_serverkey = (server_key or target.info["server_key"]).encode()
         self.socket.curve_publickey = target.keypair.public.encode()
         self.socket.curve_secretkey = target.keypair.secret.encode()
-        self.socket.connect(target.info["endpoint"])
+        self.socket.connect(endpoint or target.info["endpoint"])
 
     def exchange(self, messages: List[List[bytes]]) -> List[Dict[str, Any]]:
         """Send every message, then collect exactly one reply header per message."""
@@ -173,6 +174,24 @@ class RawClient:
 @pytest.fixture(scope="module")
 def raw(fuzz_target: FuzzTarget) -> Iterator[RawClient]:
     c = RawClient(fuzz_target)
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="module")
+def lane(fuzz_target: FuzzTarget) -> Iterator[RawClient]:
+    """A raw client on the paused thread's lane (its port and key come with the pause)."""
+    s = fuzz_target.session()
+    try:
+        pause = s.wait(10)
+        deadline = time.monotonic() + 10
+        while "lane" not in pause.extra:  # named by its own event, right after the pause
+            assert time.monotonic() < deadline, "the pause never named its lane"
+            time.sleep(0.02)
+        port, key = pause.extra["lane"], pause.extra["lane_key"]
+    finally:
+        s.close()
+    c = RawClient(fuzz_target, f"tcp://127.0.0.1:{port}", key)
     yield c
     c.close()
 
@@ -258,6 +277,21 @@ def wrongly_typed_requests(draw: Any, target: FuzzTarget) -> List[List[bytes]]:
             if with_thread and name not in ("thread", "pause_id"):
                 args["thread"] = real["thread"]
             messages.append([header(v=1, id=len(messages), op=op, args=args)])
+    return messages
+
+
+@st.composite
+def wrongly_typed_lane_requests(draw: Any, target: FuzzTarget) -> List[List[bytes]]:
+    """As :func:`wrongly_typed_requests`, for a lane: every request names the real pause
+    (a lane refuses any other before looking further), except those whose wrong argument
+    is ``pause_id`` itself."""
+    real = {"thread": target.pause["thread"], "pause_id": target.pause["pause_id"]}
+    messages = []
+    for frames in draw(wrongly_typed_requests(target)):
+        fields = json.loads(frames[0])
+        if "pause_id" not in fields["args"]:
+            fields["args"]["pause_id"] = real["pause_id"]
+        messages.append([json.dumps(fields).encode()])
     return messages
 
 
@@ -410,6 +444,19 @@ def test_wrong_value_frame_counts(fuzz_target, raw, msgs):
 @given(msgs=batches(bad_pickle_set()))
 def test_bad_pickles_in_value_frames(fuzz_target, raw, msgs):
     expect_errors(raw, fuzz_target, "bad_pickle", msgs)
+
+
+@settings(FUZZ, max_examples=80)
+@given(data=st.data())
+def test_lane_wrongly_typed_args_of_every_known_op(fuzz_target, lane, data):
+    msgs = data.draw(wrongly_typed_lane_requests(fuzz_target))
+    expect_errors(lane, fuzz_target, "lane_wrong_types", msgs)
+
+
+@settings(FUZZ, max_examples=80)
+@given(msgs=batches(st.one_of(malformed_header(), garbage_header(), unknown_op_request(), wrong_frame_count())))
+def test_lane_malformed_garbage_and_unknown(fuzz_target, lane, msgs):
+    expect_errors(lane, fuzz_target, "lane_malformed", msgs)
 
 
 @settings(FUZZ, max_examples=40)

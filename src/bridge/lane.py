@@ -57,11 +57,14 @@ class Lane:
         sock = self.socket
         try:
             identity = sock.recv(zmq.NOBLOCK)
+            frames = [sock.recv(zmq.NOBLOCK)]  # a ROUTER hands over [identity, header, ...] at once
+            while sock.get(zmq.RCVMORE):
+                frames.append(sock.recv(zmq.NOBLOCK, copy=False))  # values: not copied
         except zmq.Again:
             return None
-        frames = [sock.recv()]  # a ROUTER hands over [identity, header, ...] as one message
-        while sock.get(zmq.RCVMORE):
-            frames.append(sock.recv(copy=False))  # values: not copied
+        except zmq.ZMQError as exc:  # never into the user's code: this thread is theirs
+            log.warning("bridge: lane receive failed: %s", exc)
+            return None
         try:
             request_id, op, args, values = parse_request(frames)
         except BadRequest as exc:

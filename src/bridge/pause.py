@@ -166,14 +166,11 @@ def serve(frames: List[FrameType], reason: str, *, timeout: Optional[float] = No
         # The lane opens after the pause is announced (the `paused` event does not wait
         # for its bind) and is named by an event of its own; until a client hears of it,
         # its requests come through the server socket.
-        lane = _open_lane(server)
+        lane = _open_lane(server, pause)
         poller = zmq.Poller()
         poller.register(pause._wake_r, zmq.POLLIN)
         if lane is not None:
             poller.register(lane.socket, zmq.POLLIN)
-            named = {"lane": lane.port, "lane_key": lane.public_key}
-            pause.info = dict(pause.info, **named)  # rebound at once: the server thread's describe() sees old or new
-            server.broadcast("lane", dict(named, thread=pause.thread_id, pause_id=pause.pause_id))
         lane_socket = lane.socket if lane is not None else None
         prefer_lane = True
         while True:
@@ -231,11 +228,19 @@ def serve(frames: List[FrameType], reason: str, *, timeout: Optional[float] = No
     return action
 
 
-def _open_lane(server: Server) -> Optional[Lane]:
+def _open_lane(server: Server, pause: Pause) -> Optional[Lane]:
+    """Open the pause's lane and name it to clients; None (the server path serves) if that fails."""
+    lane = None
     try:
-        return Lane(server)
+        lane = Lane(server)
+        named = {"lane": lane.port, "lane_key": lane.public_key}
+        pause.info = dict(pause.info, **named)  # rebound at once: the server thread's describe() sees old or new
+        server.broadcast("lane", dict(named, thread=pause.thread_id, pause_id=pause.pause_id))
+        return lane
     except zmq.ZMQError as exc:  # no free port, too many files: the server path still works
         log.warning("bridge: cannot open a lane for this pause (%s); requests go through the server", exc)
+        if lane is not None:
+            lane.close()
         return None
 
 
