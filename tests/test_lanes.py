@@ -12,7 +12,6 @@ import time
 import pytest
 import zmq
 
-import client
 from bridge import keys
 from client.errors import AuthenticationError, NotPaused, RemoteError
 from client.lanes import lanes_allowed
