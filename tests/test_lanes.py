@@ -7,6 +7,7 @@ a session without lanes works the same, only slower.
 
 from __future__ import annotations
 
+import socket
 import time
 
 import pytest
@@ -103,6 +104,25 @@ def test_requests_before_the_lane_is_named_take_the_server_and_then_the_lane(tar
     routed = s.eval(ROUTED)
     assert s.eval("x") == 41
     assert s.eval(ROUTED) == routed
+
+
+def test_a_lane_that_never_connects_is_given_up_and_the_server_serves(target, attach_to, monkeypatch):
+    from client import lanes
+
+    monkeypatch.setattr(lanes, "CONNECT_GIVE_UP_S", 0.3)
+    s = attach_to(target(PAUSED))
+    pause = s.wait(20)
+    wait_until(lambda: "lane" in pause.extra, what="the lane event")
+    with socket.socket() as probe:  # a port with nothing behind it (a tunnel that does not forward it)
+        probe.bind(("127.0.0.1", 0))
+        pause.extra["lane"] = probe.getsockname()[1]
+    routed = s.eval(ROUTED)
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:  # evals go on through the server meanwhile
+        assert s.eval("x") == 41
+    assert s.eval("x") == 41
+    assert s._lanes._by_pause[pause.pause_id] is None  # given up: no socket retrying in the background
+    assert s.eval(ROUTED) > routed
 
 
 def test_lane_refuses_an_unauthorized_key(target, attach_to):

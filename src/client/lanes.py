@@ -1,16 +1,17 @@
 """Per-pause lanes: frame operations straight to the paused thread's own socket.
 
-A target opens a *lane* for each pause (``bridge/lane.py``) and names its port in the
-``paused`` event. Frame operations sent there skip the target's server thread, which
-halves the round trip of a small ``eval`` on a loaded machine (docs/benchmarks.md).
+A target opens a *lane* for each pause (``bridge/lane.py``) and names its port and key in
+a ``lane`` event right after the ``paused`` one. Frame operations sent there skip the
+target's server thread: a small ``eval`` takes ~300 us instead of ~450 to 500 us here
+(docs/benchmarks.md).
 
 A lane is a second CURVE connection, and its handshake takes milliseconds, so it is
-never waited for: the first request of a pause goes through the server socket as before
-while the lane connects beside it, and later requests take the lane once its handshake
+never waited for: the first requests of a pause go through the server socket as before
+while the lane connects beside them, and later requests take the lane once its handshake
 has succeeded. A lane that cannot connect (a port that a tunnel does not forward) is
-simply never used. Lanes are only tried where the target's lane port is reachable the
-way its main port was: on the same machine, or on a remote one reached directly (not
-through a tunnel, which the boot id tells apart).
+never used, and given up after CONNECT_GIVE_UP_S. Lanes are only tried where the
+target's lane port is reachable the way its main port was: on the same machine, or on a
+remote one reached directly (not through a tunnel, which the boot id tells apart).
 
 ``BRIDGE_LANES=0`` turns lanes off (everything goes through the server socket).
 """
@@ -18,6 +19,7 @@ through a tunnel, which the boot id tells apart).
 from __future__ import annotations
 
 import os
+import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 
 from bridge import bulk
@@ -29,6 +31,8 @@ if TYPE_CHECKING:
     from .session import PauseInfo, Session
 
 _UNUSABLE = None  # a lane that failed: its pause keeps using the server socket
+#: A lane not connected by then is given up (a port nothing forwards): no endless retries.
+CONNECT_GIVE_UP_S = 5.0
 
 
 class Lanes:
@@ -38,6 +42,7 @@ class Lanes:
         self.session = session
         self.enabled = False
         self._by_pause: Dict[int, Optional[Channel]] = {}
+        self._opened: Dict[int, float] = {}
         self._retired_seen = 0
 
     def channel(self, pause: "PauseInfo") -> Optional[Channel]:
@@ -51,6 +56,7 @@ class Lanes:
             if "lane" not in pause.extra:  # its `lane` event has not come (yet): ask again next time
                 return None
             self._by_pause[pause_id] = self._open(pause)
+            self._opened[pause_id] = time.monotonic()
             return None  # this request takes the server socket while the lane connects
         lane = self._by_pause[pause_id]
         if lane is None:
@@ -58,7 +64,10 @@ class Lanes:
         if not lane.connected:
             try:
                 lane.check_events()
-            except BridgeError:  # refused or gone: keep using the server socket
+            except BridgeError:  # refused or gone (lane.failure says which): given up below
+                pass
+            if not lane.connected and (lane.failure is not None
+                                       or time.monotonic() - self._opened[pause_id] > CONNECT_GIVE_UP_S):
                 lane.close()
                 self._by_pause[pause_id] = _UNUSABLE
                 return None
@@ -76,6 +85,7 @@ class Lanes:
             if lane is not None:
                 lane.close()
         self._by_pause.clear()
+        self._opened.clear()
 
     def _open(self, pause: "PauseInfo") -> Optional[Channel]:
         port = pause.extra.get("lane")
@@ -97,6 +107,7 @@ class Lanes:
         self._retired_seen = len(retired)
         for pause_id in [p for p in self._by_pause if p in retired]:
             lane = self._by_pause.pop(pause_id)
+            self._opened.pop(pause_id, None)
             if lane is not None:
                 lane.close()
 
