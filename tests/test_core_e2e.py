@@ -354,3 +354,17 @@ def test_exec_output_does_not_capture_other_threads(target, attach_to):
     s.cont()
     assert t.wait_exit(10) == 0
     assert "tick" in t.output() and t.output().count("mine") == 0
+
+
+def test_a_session_subscribes_once_and_keeps_its_pause_objects(target, attach_to):
+    # The subscription's handshake event may be read after its reply; counting it late
+    # must not look like a reconnect (a re-subscribe would replace every PauseInfo).
+    t = target("import bridge\nx = 1\nbridge.set_trace()\n")
+    s = attach_to(t)
+    pause = s.wait(20)
+    seen = "__import__('bridge.server').server.current_server().clients_seen"
+    deadline = time.monotonic() + 1.0  # five of the listener's 0.2 s receive slices
+    while time.monotonic() < deadline:
+        assert s.wait(1) is pause
+        assert s.eval("x") == 1
+    assert s.eval(seen) == 2  # one hello, one subscribe

@@ -542,7 +542,10 @@ class _EventListener:
     def _run(self) -> None:
         try:
             self._subscribe()
-            handshakes = self.channel.handshakes
+            # The subscription's reply proves one handshake, whether or not its monitor
+            # event has been read yet: counting it late must not look like a reconnect
+            # (a spurious re-subscribe replaces every PauseInfo object).
+            handshakes = max(self.channel.handshakes, 1)
             while not self._stop.is_set():
                 try:
                     header, values = self.channel.receive(0.2)
@@ -552,8 +555,8 @@ class _EventListener:
                     self._deliver(header, values)
                 if self.channel.handshakes > handshakes:
                     # Reconnected (the target dropped us after a network hiccup): re-subscribe.
-                    handshakes = self.channel.handshakes
                     self._subscribe()
+                    handshakes = max(self.channel.handshakes, handshakes + 1)
         except BaseException as exc:
             if not self._stop.is_set():
                 self.failure = exc if isinstance(exc, Exception) else SessionLost(str(exc))
