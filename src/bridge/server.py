@@ -517,11 +517,9 @@ if hasattr(os, "register_at_fork"):
 @server_op("hello")
 def _op_hello(server: Server, args: Dict[str, Any], values: Sequence[Any], identity: bytes) -> Dict[str, Any]:
     server.clients_seen += 1
-    from .bulk import host_identity
-
     info = server.connection_info()
     info["protocol"] = wire.PROTOCOL_VERSION
-    info["host"] = host_identity()  # the client tells a tunnel from a direct connection (lanes)
+    info["host"] = bulk.host_identity()  # the client tells a tunnel from a direct connection (lanes)
     return info
 
 
