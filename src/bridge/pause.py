@@ -151,13 +151,20 @@ def serve(frames: List[FrameType], reason: str, *, timeout: Optional[float] = No
         raise ValueError("nothing to pause at: no frames")
     server = server or get_server()
     pause = Pause(frames, reason, info)
-    pause.watches = dict(_watches)
-    if pause.watches:  # evaluated here, on the paused thread, so they arrive with the event
-        pause.info["watches"] = evaluate_watches(frames[0], list(pause.watches))
-    push = server.context.socket(zmq.PUSH)
-    push.setsockopt(zmq.LINGER, 1000)
-    push.connect(server.internal_endpoint)
-    server.register_pause(pause)
+    push = None
+    try:
+        pause.watches = dict(_watches)
+        if pause.watches:  # evaluated here, on the paused thread, so they arrive with the event
+            pause.info["watches"] = evaluate_watches(frames[0], list(pause.watches))
+        push = server.context.socket(zmq.PUSH)
+        push.setsockopt(zmq.LINGER, 1000)
+        push.connect(server.internal_endpoint)
+        server.register_pause(pause)
+    except BaseException:  # not paused after all: leave no pipe or socket behind
+        pause.close_inbox()
+        if push is not None:
+            push.close(0)
+        raise
     action = "continue"
     lane: Optional[Lane] = None
     output_routing = routing()  # held for the pause: each eval's capture is then cheap
