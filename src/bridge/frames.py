@@ -166,16 +166,16 @@ def _run_plain(frame: FrameType, code: Any, eval_mode: bool) -> Any:
     # The common case (issue 6): no nested scopes, so the real globals serve as they are
     # (no copy of a module's namespace per eval) and `global` statements write them directly.
     local_ns = frame.f_locals  # ≤3.12: the one snapshot read; 3.13+: write-through proxy
-    if PEP667:
-        return eval(code, frame.f_globals, local_ns) if eval_mode else exec(code, frame.f_globals, local_ns)
-    # Even an expression can write locals (a walrus, exec() or locals()[...] inside it).
-    initial = None if CAN_DELETE_FAST_LOCALS else dict(local_ns)
+    # Only 3.12 needs the values from before (its LocalsToFast would turn a deleted one into None).
+    initial = None if PEP667 or CAN_DELETE_FAST_LOCALS else dict(local_ns)
     try:
         return eval(code, frame.f_globals, local_ns) if eval_mode else exec(code, frame.f_globals, local_ns)
     finally:
+        # ≤3.12: push back what the code wrote (even an expression can: a walrus, exec(), locals()[...]).
         if initial is not None:
             _keep_deleted_fast_locals(frame, local_ns, initial, initial)
-        _locals_to_fast(frame, 1)
+        if not PEP667:
+            _locals_to_fast(frame, 1)
 
 
 def _keep_deleted_fast_locals(frame: FrameType, local_ns: Dict[str, Any], overlay: Dict[str, Any],

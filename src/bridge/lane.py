@@ -24,7 +24,7 @@ import zmq
 
 from . import wire
 from .ops import FRAME_OPS, OpError
-from .server import BadRequest, Server, encode_error, parse_request
+from .server import BadRequest, Server, encode_error, parse_request, recv_parts
 
 log = logging.getLogger("bridge")
 
@@ -54,12 +54,8 @@ class Lane:
     def receive(self, thread_id: int, pause_id: int) -> Optional[Request]:
         """The frame op waiting on the lane (the caller polled it), or None if there was
         none or it was refused (answered here: malformed, another op, another pause)."""
-        sock = self.socket
         try:
-            identity = sock.recv(zmq.NOBLOCK)
-            frames = [sock.recv(zmq.NOBLOCK)]  # a ROUTER hands over [identity, header, ...] at once
-            while sock.get(zmq.RCVMORE):
-                frames.append(sock.recv(zmq.NOBLOCK, copy=False))  # values: not copied
+            identity, *frames = recv_parts(self.socket, zmq.NOBLOCK, 2)
         except zmq.Again:
             return None
         except zmq.ZMQError as exc:  # never into the user's code: this thread is theirs

@@ -50,11 +50,13 @@ def bad_request(message: str) -> OpError:
 
 def arg(args: Dict[str, Any], name: str, kind: Type[T], default: Any = ...) -> T:
     """Fetch ``args[name]`` checked against ``kind``; BadRequest names what is wrong."""
-    if name not in args or args[name] is None:
+    value = args.get(name)
+    if type(value) is kind:  # the common case, first (issue 6: this runs several times per request)
+        return value  # type: ignore[return-value]
+    if value is None:
         if default is ...:
             raise bad_request(f"missing argument {name!r}")
         return default
-    value = args[name]
     ok = isinstance(value, kind) and not (kind in (int, float) and isinstance(value, bool))
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         ok = True

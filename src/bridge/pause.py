@@ -107,9 +107,7 @@ class Pause:
 
     def frame(self, args: Dict[str, Any]) -> FrameType:
         """The frame a request names (``frame`` index, innermost = 0)."""
-        index = args.get("frame", 0)
-        if type(index) is not int:  # the common case skips arg()'s general checks (issue 6)
-            index = arg(args, "frame", int, 0)
+        index = arg(args, "frame", int, 0)
         if not 0 <= index < len(self.frames):
             raise OpError("BadRequest", f"frame {index} does not exist (the stack has {len(self.frames)})")
         return self.frames[index]

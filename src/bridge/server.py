@@ -371,21 +371,18 @@ class Server:
             self.reply_error(identity, request_id, type(exc).__name__, str(exc), traceback.format_exc())
 
     def _route_to_pause(self, identity: bytes, request_id: Any, op: str, args: Dict[str, Any], values: List[Any]) -> None:
-        thread_id = args.get("thread")
+        thread_id = arg(args, "thread", int, None)
         if thread_id is None:
             pauses = self.paused_threads()
             if not pauses:
                 raise OpError("NotPaused", "no thread of this process is paused")
             pause = pauses[0]
         else:
-            if type(thread_id) is not int:
-                arg(args, "thread", int)  # raises BadRequest naming the problem
             pause = self.pauses.get(thread_id)  # one dict read: atomic, no lock needed
             if pause is None:
                 raise OpError("NotPaused", f"thread {thread_id} is not paused")
-        expected = args.get("pause_id")
-        if expected is not None and (type(expected) is not int or expected != pause.pause_id):
-            expected = arg(args, "pause_id", int)  # a wrong type raises BadRequest
+        expected = arg(args, "pause_id", int, None)
+        if expected is not None and expected != pause.pause_id:
             raise OpError(
                 "NotPaused",
                 f"thread {pause.thread_id} resumed since pause {expected} (now at pause {pause.pause_id})",
@@ -456,13 +453,12 @@ def encode_reply(request_id: Any, reply: Reply, bulk_mode: Any = None) -> List[A
     frames = reply.frames
     if frames is None and reply.value is not NO_VALUE:
         frames = wire.dump_value(reply.value)
-    header = {"v": wire.PROTOCOL_VERSION, "id": request_id, "ok": True, "result": reply.result}
+    header = {"id": request_id, "ok": True, "result": reply.result}
     if bulk_mode and frames and any(memoryview(f).nbytes >= bulk.THRESHOLD for f in frames):  # [bulk path] issue 6
         exported, descriptor = bulk.export_reply([b""] + list(frames), bulk_mode)
         if descriptor is not None:
             frames, header["bulk"] = exported[1:], descriptor
-    header["nbuf"] = len(frames) if frames else 0
-    return [wire.encode_header(header), *(frames or ())]
+    return wire.make_message(header, frames)
 
 
 def encode_error(request_id: Any, kind: str, message: str, tb: str = "",

@@ -133,12 +133,11 @@ class Channel:
         if self.closed:
             raise SessionLost("the session is closed")
         request_id = next(_request_ids)
-        if not value_frames:  # the common case: one small frame, sent as a copy
-            self.socket.send(wire.encode_header({"v": wire.PROTOCOL_VERSION, "id": request_id, "op": op,
-                                                 "args": args or {}, "nbuf": 0}))
-            return request_id
         msg = wire.make_message({"id": request_id, "op": op, "args": args or {}}, value_frames)
-        self.socket.send_multipart(msg, copy=False)
+        if value_frames:
+            self.socket.send_multipart(msg, copy=False)
+        else:  # the common case: one small frame, sent as a copy
+            self.socket.send(msg[0])
         return request_id
 
     def receive(self, timeout: Optional[float], *, want_id: Optional[int] = None,
