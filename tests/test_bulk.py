@@ -149,18 +149,18 @@ def test_set_big_array_goes_through_the_bulk_path(target, attach_to, monkeypatch
     assert our_segments(os.getpid()) == []
 
 
-@pytest.mark.parametrize("mode", ["curve", "aes"])
+@pytest.mark.parametrize("mode", ["curve", "aes", "shm"])
 def test_bytes_on_the_wire_are_encrypted(target, monkeypatch, mode):
     t = target(TARGET)
     s, relay = attach_via_relay(t, monkeypatch, mode)
     data_relay = None
     try:
-        if mode == "aes":
-            assert s._channel.bulk is not None and s._channel.bulk.mode == "aes"
+        if mode == "curve":
+            assert s._channel.bulk is None
+        else:
+            assert s._channel.bulk is not None and s._channel.bulk.mode == mode
             data_relay = Relay(s._channel.bulk.data_address[1])
             s._channel.bulk.data_address = ("127.0.0.1", data_relay.port)
-        else:
-            assert s._channel.bulk is None
         value = s.eval("big")
         assert np.array_equal(value, expected_big())
         up = np.frombuffer(MARKER * (2 * 2**20 // len(MARKER)), dtype=np.uint8)
@@ -172,12 +172,24 @@ def test_bytes_on_the_wire_are_encrypted(target, monkeypatch, mode):
         if data_relay is not None:
             data_relay.close()
     wire = bytes(relay.recorded) + (bytes(data_relay.recorded) if data_relay else b"")
-    assert len(wire) > value.nbytes + up.nbytes  # the values really crossed the relay
-    if data_relay is not None:
-        assert len(data_relay.recorded) > value.nbytes + up.nbytes  # ... the big ones on the data port
-        assert len(relay.recorded) < 2**20  # ... and not through CURVE
     assert MARKER not in wire
     assert MARKER[:16] not in wire
+    if mode == "curve":
+        assert len(wire) > value.nbytes + up.nbytes  # the values really crossed the relay
+    elif mode == "aes":
+        assert len(data_relay.recorded) > value.nbytes + up.nbytes  # ... the big ones on the data port
+        assert len(relay.recorded) < 2**20  # ... and not through CURVE
+    else:
+        # Shared memory: the data port carries two one-shot tokens and one signal byte per
+        # chunk each way, nothing of the values; CURVE carries the small rest.
+        signals = bytes(data_relay.recorded)
+        for verb in (b"GET ", b"PUT "):
+            at = signals.index(verb)
+            signals = signals[:at] + signals[at + 4 + bulk.TOKEN_BYTES:]
+        assert signals and not signals.strip(b"FA")
+        assert len(signals) <= 2 * (value.nbytes + up.nbytes) // (1 << 20)
+        assert len(relay.recorded) < 2**20
+        assert s._channel.bulk.stats["shm"] == 2  # ... yet both values took the bulk path
 
 
 def test_segments_are_owner_only_and_removed_when_the_client_dies(target, attach_to, tmp_path):
@@ -207,11 +219,12 @@ def test_segments_are_owner_only_and_removed_when_the_client_dies(target, attach
         import json
 
         descriptor = json.loads(line)
-        path = descriptor["bufs"][0]["path"]
+        path = descriptor["ring"]
         st = os.stat(path)
         assert stat.S_IMODE(st.st_mode) == 0o600
         assert st.st_uid == os.getuid()
-        assert st.st_size == expected_big().nbytes
+        assert st.st_size == descriptor["ring_bytes"]
+        assert descriptor["bufs"][0]["n"] == expected_big().nbytes
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
     finally:
@@ -282,8 +295,77 @@ def test_tampered_chunk_fails_authentication():
         receive(bytes(raw))
 
 
+def _ring_pair(buffers, slot: int, slots: int):
+    """Send ``buffers`` through a real owner-only ring between two threads; what arrived."""
+    from bridge import ring
+
+    sizes = [memoryview(b).nbytes for b in buffers]
+    chunk, count = ring.ring_shape(sizes, slot, slots)
+    path, sender_map = bulk.create_segment(chunk * count)
+    transfer = bulk.Transfer(token=b"t" * 16, key=b"", buffers=[memoryview(b) for b in buffers], chunk=chunk,
+                             ring=sender_map)
+    a, b = socket.socketpair()
+    errors = []
+
+    def send():
+        try:
+            bulk.send_transfer(a, transfer)
+        except BaseException as exc:
+            errors.append(exc)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    try:
+        received = bulk.recv_ring_transfer(b, path, chunk * count, sizes, chunk)
+    finally:
+        sender.join(10)
+        a.close()
+        b.close()
+    assert not errors and not sender.is_alive()
+    assert transfer.ring is None  # the sender unmapped its side
+    assert not os.path.exists(path)  # the receiver unlinked it before the first byte
+    return received, chunk, count
+
+
+def test_ring_moves_many_buffers_through_few_slots():
+    writable = np.arange(300_001, dtype=np.int64)  # not a multiple of the slot
+    read_only = os.urandom(70_000)  # bytes: no address to memmove from, copied by slice
+    tiny = bytearray(b"z" * 3)
+    received, chunk, count = _ring_pair([writable, read_only, tiny], slot=64 << 10, slots=3)
+    assert (chunk, count) == (64 << 10, 3)  # ~39 chunks went round a 3-slot ring
+    assert np.array_equal(np.frombuffer(received[0], dtype=np.int64), writable)
+    assert bytes(received[1]) == read_only
+    assert bytes(received[2]) == bytes(tiny)
+
+
+def test_ring_of_a_small_transfer_is_no_bigger_than_its_value():
+    (received,), chunk, count = _ring_pair([bytearray(b"q" * 5000)], slot=4 << 20, slots=4)
+    assert (chunk, count) == (5000, 1)
+    assert bytes(received) == b"q" * 5000
+
+
+def test_ring_receiver_fails_cleanly_when_the_sender_breaks_the_protocol():
+    from bridge import ring
+
+    for stream, message in ((b"", "closed"), (b"X", "unexpected")):
+        path, mapping = bulk.create_segment(4096)
+        mapping.close()
+        x, y = socket.socketpair()
+        try:
+            x.sendall(stream)
+            x.shutdown(socket.SHUT_WR)
+            with pytest.raises(bulk.BulkError, match=message):
+                bulk.recv_ring_transfer(y, path, 4096, [10_000], 4096)
+        finally:
+            x.close()
+            y.close()
+        assert not os.path.exists(path)
+    assert ring.FILLED != ring.FREED
+
+
 def test_map_segment_refuses_a_segment_open_to_others():
-    path = bulk.write_segment(memoryview(b"x" * 4096))
+    path, mapping = bulk.create_segment(4096)
+    mapping.close()
     try:
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
         os.chmod(path, 0o644)

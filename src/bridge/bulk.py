@@ -6,13 +6,15 @@ CURVE caps bulk data at about 0.2 GB/s (FACTS.md), so buffers of at least
 keeps an empty frame in their place and a *descriptor* saying where each one went:
 
 ``shm`` (same host)
-    The sender writes each big buffer once into its own file under ``/dev/shm``, created
-    ``O_CREAT|O_EXCL|O_NOFOLLOW`` with mode 0600 (owner only), named
-    ``framebridge-<uid>-<pid>-<random>``. The receiver opens it, checks it is its own
-    user's and owner-only, maps it ``MAP_SHARED`` read-write and unlinks it at once: the
-    unpickled array *is* the mapping (no second copy, writable), and the memory goes away
-    with the array. We write with ``pwrite`` rather than through a mapping so the sender's
-    own RSS never holds the segment (the one transient copy lives in tmpfs).
+    The buffers stream through a small *ring*: an owner-only file under ``/dev/shm``
+    (created ``O_CREAT|O_EXCL|O_NOFOLLOW``, mode 0600, named
+    ``framebridge-<uid>-<pid>-<random>``) of a few slots that both processes map. The
+    sender copies chunk after chunk into free slots, the receiver copies each out into its
+    destination (a fresh anonymous mapping, huge pages where granted) and frees the slot;
+    one byte per chunk each way on the data port (below) says which slots are full. One
+    copy on each side, both at memory speed and at the same time (ring.py says why this
+    beats one segment the size of the value). The receiver opens the ring, checks it is
+    its own user's and owner-only, and unlinks it at once.
     ``multiprocessing.shared_memory`` was not used: its resource tracker unlinks or warns
     about segments that another process owns, which is exactly our hand-over.
 ``aes`` (across hosts; forced on loopback with ``BRIDGE_BULK=aes``)
@@ -28,9 +30,11 @@ keeps an empty frame in their place and a *descriptor* saying where each one wen
 ``curve``
     No bulk path: everything stays in the CURVE message (the fallback, and small values).
 
-Leftovers are cleaned up by the sender: every segment, pending transfer and parked upload
-has a deadline (:data:`TIMEOUT_S`, ``BRIDGE_BULK_TIMEOUT``) after which a janitor thread
-unlinks or closes it, so a client that dies between the reply and the mapping leaks
+Both modes are *transfers* collected through the target's data port with a one-shot
+token (``GET`` for a reply's buffers, ``PUT`` for a request's). Leftovers are cleaned up
+by the sender: every segment, pending transfer and parked upload has a deadline
+(:data:`TIMEOUT_S`, ``BRIDGE_BULK_TIMEOUT``) after which a janitor thread unlinks or
+closes it, so a client that dies between the reply and the transfer leaks
 nothing; segments of dead processes are swept when a process starts serving bulk data.
 
 Both directions use this module: the target exports reply values and imports request
@@ -54,6 +58,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from . import ring
+
 #: Buffers at least this big leave the CURVE message (smaller ones are cheaper inline).
 THRESHOLD = int(os.environ.get("BRIDGE_BULK_THRESHOLD") or (1 << 20))
 #: Bytes sealed per AES-GCM chunk: big enough to amortise the per-chunk Python and
@@ -62,6 +68,11 @@ THRESHOLD = int(os.environ.get("BRIDGE_BULK_THRESHOLD") or (1 << 20))
 #: after ``recv_into``). 1, 4 and 8 MiB measured within noise of each other on the
 #: benchmark VM, 4 MiB most often ahead (docs/benchmarks.md).
 CHUNK = 4 << 20
+#: Slot size and slot count of a shared-memory ring (ring.py). Rings of 16 MiB (4 x 4,
+#: 2 x 8, 8 x 2 MiB) measured alike on the benchmark VM; 32 MiB ones were slower, their
+#: fresh pages costing more than fewer signals save (docs/benchmarks.md).
+RING_SLOT_BYTES = 4 << 20
+RING_SLOTS = 4
 #: Seconds a segment, pending transfer or parked upload may wait for its receiver.
 TIMEOUT_S = float(os.environ.get("BRIDGE_BULK_TIMEOUT") or 60.0)
 SHM_DIR = "/dev/shm"
@@ -104,13 +115,24 @@ def host_identity() -> Dict[str, Any]:
 
 @dataclass
 class Transfer:
-    """An AES transfer waiting for its receiver: the buffers and their one-shot key."""
+    """Buffers waiting for their receiver: a one-shot token, and either the AES key that
+    seals them (``aes``) or the shared-memory ring they go through (``shm``)."""
 
     token: bytes
     key: bytes
     buffers: List[memoryview]
     chunk: int = CHUNK
     deadline: float = 0.0
+    ring: Optional[mmap.mmap] = None
+
+    def close(self) -> None:
+        """Unmap the ring, if any (the receiver keeps its own mapping while it reads)."""
+        if self.ring is not None:
+            try:
+                self.ring.close()
+            except BufferError:
+                pass  # a sender thread still copies (its peer hung): unmapped when it lets go
+            self.ring = None
 
 
 class Outbox:
@@ -200,6 +222,7 @@ class Outbox:
         for token, transfer in list(self.transfers.items()):
             if transfer.deadline <= now:
                 del self.transfers[token]
+                transfer.close()
         for token, (sock, deadline) in list(self.uploads.items()):
             if deadline <= now:
                 del self.uploads[token]
@@ -212,6 +235,8 @@ class Outbox:
         with self._lock:
             paths = list(self.segments)
             self.segments.clear()
+            for transfer in self.transfers.values():
+                transfer.close()
             self.transfers.clear()
             for sock, _ in self.uploads.values():
                 sock.close()
@@ -272,8 +297,11 @@ def sweep_dead_segments() -> List[str]:
 # --- shared memory ------------------------------------------------------------------------------
 
 
-def write_segment(data: memoryview) -> str:
-    """Copy ``data`` once into a new owner-only segment; return its path (registered for cleanup)."""
+def create_segment(size: int) -> Tuple[str, mmap.mmap]:
+    """A new owner-only segment of ``size`` bytes, mapped read-write; (path, mapping).
+
+    The path is registered for cleanup: the janitor unlinks it if no receiver does.
+    """
     path = os.path.join(SHM_DIR, f"{segment_prefix(os.getpid())}{secrets.token_hex(12)}")
     flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     fd = os.open(path, flags, 0o600)
@@ -281,26 +309,22 @@ def write_segment(data: memoryview) -> str:
     box.add_segment(path)
     try:
         os.fchmod(fd, 0o600)  # exact, whatever the umask
-        view = data.cast("B") if data.format != "B" or data.ndim != 1 else data
-        total = view.nbytes
         if hasattr(os, "posix_fallocate"):
-            # Reserve the pages first: a full /dev/shm fails here with ENOSPC, cleanly, instead
-            # of half-way; and the receiver's MAP_POPULATE then finds every page in place.
-            os.posix_fallocate(fd, 0, total)
-        offset = 0
-        while offset < total:
-            # pwrite: the kernel copies into the tmpfs pages; nothing is mapped into our RSS.
-            offset += os.pwrite(fd, view[offset:offset + (1 << 30)], offset)
+            # Reserve the pages first: a full /dev/shm fails here with ENOSPC, cleanly,
+            # instead of with SIGBUS on first touch of the mapping.
+            os.posix_fallocate(fd, 0, size)
+        else:
+            os.ftruncate(fd, size)
+        return path, mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)
     except BaseException:
-        os.close(fd)
         box.drop_segment(path)
         raise
-    os.close(fd)
-    return path
+    finally:
+        os.close(fd)
 
 
 def map_segment(path: str, size: int) -> mmap.mmap:
-    """Map a segment read-write and unlink it at once; the mapping is the value's memory."""
+    """Map another process's segment read-write after checking it, and unlink it at once."""
     if not os.path.basename(path).startswith(segment_prefix()) or os.path.dirname(path) != SHM_DIR:
         raise BulkError(f"refusing to map {path!r}: not a framebridge segment of this user")
     try:
@@ -386,6 +410,39 @@ def send_stream(sock: socket.socket, transfer: Transfer, progress: Optional[Prog
     thread.join()  # only on success: on failure the socket's close ends the writer
     if failure:
         raise failure[0]
+
+
+def send_transfer(sock: socket.socket, transfer: Transfer, progress: Optional[ProgressFn] = None) -> None:
+    """Send ``transfer`` to the receiver at the other end of ``sock``, by its mode."""
+    if transfer.ring is None:
+        send_stream(sock, transfer, progress)
+        return
+    try:
+        ring.send_ring(sock, transfer.ring, [_bytes_view(buf) for buf in transfer.buffers], transfer.chunk,
+                       progress)
+    except ring.RingError as exc:
+        raise BulkError(str(exc)) from None
+    finally:
+        transfer.close()
+
+
+def recv_ring_transfer(sock: socket.socket, ring_path: str, ring_bytes: int, sizes: Sequence[int], chunk: int,
+                       progress: Optional[ProgressFn] = None) -> List[mmap.mmap]:
+    """Receive the ``shm`` transfer whose ring is at ``ring_path``; one mapping per buffer."""
+    segment = map_segment(ring_path, ring_bytes)
+    out = [_anonymous(size) for size in sizes]
+    ok = False
+    try:
+        ring.recv_ring(sock, segment, out, chunk, progress)
+        ok = True
+    except ring.RingError as exc:
+        raise BulkError(str(exc)) from None
+    finally:
+        segment.close()
+        if not ok:
+            for mem in out:
+                mem.close()
+    return out
 
 
 def recv_stream(sock: socket.socket, key: bytes, sizes: Sequence[int], chunk: int,
@@ -604,6 +661,7 @@ class DataServer:
             threading.Thread(target=self._serve, args=(conn,), name="bridge-bulk-conn", daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
+        transfer: Optional[Transfer] = None
         try:
             conn.settimeout(TIMEOUT_S)
             _tune(conn)
@@ -615,9 +673,12 @@ class DataServer:
                 return  # the paused thread owns it now
             transfer = outbox().take_transfer(token) if verb == _GET else None
             if transfer is not None:
-                send_stream(conn, transfer)
+                send_transfer(conn, transfer)
         except (OSError, BulkError):
             pass  # the receiver went away (Ctrl-C, crash): nothing to clean but the socket
+        finally:
+            if transfer is not None:
+                transfer.close()
         conn.close()
 
     def close(self) -> None:
@@ -658,33 +719,29 @@ def export_frames(frames: Sequence[Any], mode: str, *, threshold: int = THRESHOL
                   ) -> Tuple[List[Any], Optional[Dict[str, Any]], Optional[Transfer]]:
     """Take big buffers out of value ``frames`` for ``mode``.
 
-    Returns (frames with empty placeholders, descriptor or None, transfer or None). For
-    ``aes`` the caller makes the transfer reachable: the target registers it for its data
-    port (:func:`offer`), the client uploads it (:func:`open_upload`, :func:`send_stream`).
+    Returns (frames with empty placeholders, descriptor or None, transfer or None). The
+    caller makes the transfer reachable: the target registers it for its data port
+    (:func:`offer`), the client uploads it (:func:`open_upload`, :func:`send_transfer`).
     """
     big = _big_buffers(frames, threshold) if mode in ("shm", "aes") else []
     if not big:
         return list(frames), None, None
     out = list(frames)
+    buffers = [memoryview(frames[i]) for i in big]
+    bufs = [{"i": i, "n": view.nbytes} for i, view in zip(big, buffers)]
+    token = secrets.token_bytes(TOKEN_BYTES)
     if mode == "shm":
-        bufs = []
-        try:
-            for i in big:
-                view = memoryview(frames[i])
-                bufs.append({"i": i, "n": view.nbytes, "path": write_segment(view)})
-                out[i] = b""
-        except BaseException:
-            for b in bufs:
-                outbox().drop_segment(b["path"])
-            raise
-        return out, {"mode": "shm", "bufs": bufs}, None
-    transfer = Transfer(token=secrets.token_bytes(TOKEN_BYTES), key=secrets.token_bytes(32),
-                        buffers=[memoryview(frames[i]) for i in big])
-    bufs = [{"i": i, "n": memoryview(frames[i]).nbytes} for i in big]
+        chunk, slots = ring.ring_shape([b["n"] for b in bufs], RING_SLOT_BYTES, RING_SLOTS)
+        path, segment = create_segment(chunk * slots)
+        transfer = Transfer(token=token, key=b"", buffers=buffers, chunk=chunk, ring=segment)
+        descriptor = {"mode": "shm", "bufs": bufs, "chunk": chunk, "token": token.hex(), "ring": path,
+                      "ring_bytes": chunk * slots}
+    else:
+        transfer = Transfer(token=token, key=secrets.token_bytes(32), buffers=buffers)
+        descriptor = {"mode": "aes", "bufs": bufs, "chunk": transfer.chunk, "token": token.hex(),
+                      "key": base64.b64encode(transfer.key).decode("ascii")}
     for i in big:
         out[i] = b""
-    descriptor = {"mode": "aes", "bufs": bufs, "chunk": transfer.chunk, "token": transfer.token.hex(),
-                  "key": base64.b64encode(transfer.key).decode("ascii")}
     return out, descriptor, transfer
 
 
@@ -694,9 +751,9 @@ def offer(transfer: Transfer) -> None:
 
 
 def open_upload(address: Tuple[str, int], token: bytes, timeout: float = TIMEOUT_S) -> socket.socket:
-    """Connect to the target's data port for an upload; then :func:`send_stream` the transfer.
+    """Connect to the target's data port for an upload; then :func:`send_transfer` the transfer.
 
-    Stream it beside waiting for the reply: the target reads the upload while it serves
+    Send it beside waiting for the reply: the target reads the upload while it serves
     the request that names it.
     """
     sock = socket.create_connection(address, timeout=timeout)
@@ -719,8 +776,8 @@ def import_frames(descriptor: Dict[str, Any], frames: Sequence[Any], *,
                   progress: Optional[ProgressFn] = None) -> List[Any]:
     """Put the buffers a descriptor names back into ``frames`` (the inverse of export).
 
-    ``connect(token)`` returns a socket positioned at the sealed stream (``aes`` only). On
-    any failure, even KeyboardInterrupt, every segment named is unlinked before raising.
+    ``connect(token)`` returns a socket positioned at the transfer. On any failure, even
+    KeyboardInterrupt, the ring segment named is unlinked before raising.
     """
     if not isinstance(descriptor, dict) or descriptor.get("mode") not in ("shm", "aes"):
         raise BulkError(f"malformed bulk descriptor: {descriptor!r}")
@@ -735,40 +792,48 @@ def import_frames(descriptor: Dict[str, Any], frames: Sequence[Any], *,
         # A corrupt or hostile descriptor must not make us reserve more than the machine has.
         raise BulkError(f"bulk descriptor announces {total} bytes, more than this machine's memory")
     out = list(frames)
-    if descriptor["mode"] == "shm":
-        try:
-            done = 0
-            for b in bufs:
-                path = b.get("path")
-                if not isinstance(path, str):
-                    raise BulkError("malformed bulk descriptor: no segment path")
-                out[b["i"]] = map_segment(path, b["n"])
-                done += b["n"]
-                if progress is not None:
-                    progress(done)
-        finally:
-            for b in bufs:  # mapped ones are unlinked already; this catches the rest
-                if isinstance(b.get("path"), str) and os.path.basename(b["path"]).startswith(segment_prefix()):
-                    _unlink_quietly(b["path"])
-        return out
-    if connect is None:
-        raise BulkError("an aes transfer needs a connection to the data port")
+    sizes = [b["n"] for b in bufs]
     try:
         token = bytes.fromhex(descriptor["token"])
-        key = base64.b64decode(descriptor["key"])
         chunk = int(descriptor["chunk"])
-    except (KeyError, ValueError, TypeError) as exc:
+        if descriptor["mode"] == "shm":
+            ring_path, ring_bytes = descriptor["ring"], int(descriptor["ring_bytes"])
+            shape_ok = isinstance(ring_path, str) and 0 < ring_bytes and ring_bytes % chunk == 0
+        else:
+            key = base64.b64decode(descriptor["key"])
+            shape_ok = len(key) == 32
+    except (KeyError, ValueError, TypeError, ZeroDivisionError) as exc:
+        if descriptor["mode"] == "shm" and isinstance(descriptor.get("ring"), str):
+            unlink_own_segment(descriptor["ring"])
         raise BulkError(f"malformed bulk descriptor: {exc}") from None
-    if len(key) != 32 or len(token) != TOKEN_BYTES or not 0 < chunk <= (64 << 20):
-        raise BulkError("malformed bulk descriptor: bad key, token or chunk size")
-    sock = connect(token)
+    if not shape_ok or len(token) != TOKEN_BYTES or not 0 < chunk <= (64 << 20):
+        if descriptor["mode"] == "shm":
+            unlink_own_segment(descriptor["ring"])
+        raise BulkError("malformed bulk descriptor: bad key, ring, token or chunk size")
+    if connect is None:
+        raise BulkError("a bulk transfer needs a connection to the data port")
+    sock = None
     try:
-        received = recv_stream(sock, key, [b["n"] for b in bufs], chunk, progress)
+        sock = connect(token)
+        if descriptor["mode"] == "shm":
+            received = recv_ring_transfer(sock, ring_path, ring_bytes, sizes, chunk, progress)
+        else:
+            received = recv_stream(sock, key, sizes, chunk, progress)
     finally:
-        sock.close()
+        if sock is not None:
+            sock.close()
+        if descriptor["mode"] == "shm":
+            unlink_own_segment(ring_path)  # mapped ones are unlinked already; this catches the rest
     for b, mem in zip(bufs, received):
         out[b["i"]] = mem
     return out
+
+
+def unlink_own_segment(path: Any) -> None:
+    """Unlink ``path`` if it names one of this user's segments (nothing else, whatever it says)."""
+    if (isinstance(path, str) and os.path.dirname(path) == SHM_DIR
+            and os.path.basename(path).startswith(segment_prefix())):
+        _unlink_quietly(path)
 
 
 def _physical_memory() -> int:
@@ -783,10 +848,10 @@ def release(descriptor: Optional[Dict[str, Any]]) -> None:
     if not descriptor:
         return
     if descriptor.get("mode") == "shm":
-        for b in descriptor.get("bufs", []):
-            outbox().drop_segment(b["path"])
-    elif descriptor.get("mode") == "aes":
-        outbox().take_transfer(bytes.fromhex(descriptor["token"]))
+        outbox().drop_segment(descriptor["ring"])
+    transfer = outbox().take_transfer(bytes.fromhex(descriptor["token"]))
+    if transfer is not None:
+        transfer.close()
 
 
 # --- target side: the per-session negotiation and the request path ---------------------------------
@@ -808,10 +873,12 @@ def hello_reply(host: str) -> Dict[str, Any]:
         sweep_dead_segments()
         cookie = secrets.token_bytes(16)
         try:
-            path = write_segment(memoryview(cookie))
+            path, segment = create_segment(len(cookie))
         except OSError:
             pass
         else:
+            segment[:] = cookie
+            segment.close()
             info["modes"].insert(0, "shm")
             info["probe"] = {"path": path, "cookie": cookie.hex()}
     return info
@@ -849,13 +916,13 @@ def export_reply(frames: Sequence[Any], mode: Any) -> Tuple[List[Any], Optional[
     """
     if mode not in ("shm", "aes") or len(frames) < 2:
         return list(frames), None
+    if _data_server is None or _data_server.pid != os.getpid():
+        return list(frames), None  # both modes are collected through the data port
     try:
         out, descriptor, transfer = export_frames(frames, mode)
     except OSError:
         return list(frames), None
     if transfer is not None:
-        if _data_server is None or _data_server.pid != os.getpid():
-            return list(frames), None
         offer(transfer)
     return out, descriptor
 
@@ -903,8 +970,8 @@ class BulkPeer:
             mode = modes[0]
         port = offer.get("data_port")
         address = (endpoint_host, int(port)) if isinstance(port, int) else None
-        if mode == "aes" and address is None:
-            mode = "curve"
+        if address is None:
+            mode = "curve"  # both bulk modes are collected through the data port
         return cls(mode=mode, data_address=address, threshold=int(offer.get("threshold") or THRESHOLD))
 
     def connect(self, token: bytes, timeout: float = TIMEOUT_S) -> socket.socket:

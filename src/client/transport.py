@@ -264,7 +264,7 @@ class Channel:
 
 
 class _Upload:
-    """Streams one sealed upload to the target's data port beside the request's reply wait."""
+    """Sends one upload through the target's data port beside the request's reply wait."""
 
     def __init__(self, peer: bulk.BulkPeer, transfer: bulk.Transfer, pid: int) -> None:
         import threading
@@ -284,7 +284,7 @@ class _Upload:
 
     def _run(self) -> None:
         try:
-            bulk.send_stream(self.sock, self.transfer, self.progress)
+            bulk.send_transfer(self.sock, self.transfer, self.progress)
         except BaseException as exc:  # the target refused or went away: the reply says why
             self.error = exc
 
@@ -300,19 +300,14 @@ class _Upload:
             self.thread.join(5.0)
         self.progress.close(self.error is None)
         self.sock.close()
+        self.transfer.close()
 
 
 def _drop_bulk(header: Dict[str, Any]) -> None:
-    """An abandoned reply's shared-memory segments are unlinked at once (same user)."""
+    """An abandoned reply's shared-memory ring is unlinked at once (same user)."""
     descriptor = header.get("bulk")
     if isinstance(descriptor, dict) and descriptor.get("mode") == "shm":
-        for b in descriptor.get("bufs") or []:
-            path = b.get("path") if isinstance(b, dict) else None
-            if isinstance(path, str) and path.startswith(bulk.SHM_DIR + "/" + bulk.segment_prefix()):
-                try:
-                    os.unlink(path)
-                except OSError:
-                    pass
+        bulk.unlink_own_segment(descriptor.get("ring"))
 
 
 def _is_loopback(endpoint: str) -> bool:

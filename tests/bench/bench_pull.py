@@ -7,15 +7,15 @@ Run (one command)::
 One target holds a 256 MiB and a 1 GiB float64 array and a 400 MB DataFrame (4 float64
 columns and 1 int64 column, 10 M rows). Three sessions pull them:
 
-* ``shm``: the automatic choice on one host (owner-only shared memory);
+* ``shm``: the automatic choice on one host (a ring of owner-only shared memory);
 * ``aes``: ``BRIDGE_BULK=aes``, the path used across hosts (AES-GCM over the data port);
 * ``curve``: ``BRIDGE_BULK=curve``, everything inside the CURVE channel (256 MiB only,
   unless ``--curve-1g``: it runs at ~0.2 GB/s).
 
 Floors, same run: ``memcpy`` = ``np.copyto`` into a fresh ``np.empty`` (a receiver needs
 fresh memory too: page faults included) and ``memcpy (warm)`` into an already-touched
-destination. "pull+touch" also reads one byte of every page of the received array (the
-shared-memory mapping is faulted in lazily, on first touch).
+destination. "pull+touch" also reads one byte of every page of the received array: a
+path that handed over memory still to be faulted in would show it there.
 
 Peak RSS: VmHWM of the client and of the target, reset before each pull
 (``/proc/<pid>/clear_refs``), minus the RSS before it: what the transfer itself cost.
