@@ -111,6 +111,44 @@ def test_eval_returns_real_objects_and_remote_errors(target, attach_to):
     assert t.wait_exit(10) == 0
 
 
+def test_eval_returns_scalars_exactly_whichever_way_they_travel(target, attach_to):
+    t = target("""
+        import bridge, http
+        class Tag(str):
+            pass
+        bridge.set_trace()
+    """)
+    s = attach_to(t)
+    cases = {  # expression -> (value, whether it fits the JSON header)
+        "41 + 1": (42, True),
+        "-2**63": (-2**63, True),
+        "2**63": (2**63, False),  # past 64 bits: pickled
+        "10**5000": (10**5000, False),  # more digits than Python turns into text by default
+        "0.1 + 0.2": (0.1 + 0.2, True),
+        "-0.0": (-0.0, True),
+        "float('inf')": (float("inf"), True),
+        "True": (True, True),
+        "None": (None, True),
+        "'h\\u00e9llo \\ud800'": ("h\u00e9llo \ud800", True),  # a lone surrogate survives JSON
+        "'x' * 257": ("x" * 257, False),
+        "http.HTTPStatus.OK": (200, False),  # subclasses keep their type: pickled
+        "Tag('t')": ("t", False),
+    }
+    for expr, (expected, in_header) in cases.items():
+        result, frames = s.frame_op("eval", {"expr": expr})
+        assert ("value" in result) is in_header and (frames == []) is in_header, expr
+        value = s.eval(expr)
+        assert value == expected, expr
+        if in_header:  # what JSON carried comes back as exactly the same builtin
+            assert type(value) is type(expected) and repr(value) == repr(expected), expr
+    assert type(s.eval("http.HTTPStatus.OK")).__name__ == "HTTPStatus"
+    nan = s.eval("float('nan')")
+    assert nan != nan
+    assert s.frame_op("eval", {"expr": "'abc'", "size_limit": 10})[0]["live"]  # a limit still applies
+    s.cont()
+    assert t.wait_exit(10) == 0
+
+
 def test_set_is_all_or_nothing(target, attach_to):
     t = target("""
         import bridge

@@ -408,12 +408,19 @@ def _op_eval(pause: Pause, args: Dict[str, Any], values: Sequence[Any]) -> Reply
     code, overlay = _compile(arg(args, "expr", str), "eval")
     with captured_output() as out:
         value = frame_access.run_code(frame, code, eval_mode=True, overlay=overlay)
-    # A value that cannot be copied (an open file, a lock) comes back as a live reference.
-    enc = refs.encode(value, size_limit=arg(args, "size_limit", int, None))
-    result: Dict[str, Any] = {"live": enc.live}
+    size_limit = arg(args, "size_limit", int, None)
+    result: Dict[str, Any] = {"live": False}
     output = out.getvalue()
     if output:
         result["output"] = output
+    if refs.fits_header(value, size_limit):
+        # The commonest result (a number, a short string) rides in the JSON header: no
+        # pickling, and one message part less each way (issue 6).
+        result["value"] = value
+        return Reply(result=result, frames=[])
+    # A value that cannot be copied (an open file, a lock) comes back as a live reference.
+    enc = refs.encode(value, size_limit=size_limit)
+    result["live"] = enc.live
     if enc.plain:
         result["plain"] = True
     return Reply(result=result, frames=enc.frames)

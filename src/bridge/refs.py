@@ -252,6 +252,28 @@ class Encoded:
         return self._version
 
 
+#: Longest string a reply carries in its JSON header instead of as a pickle.
+HEADER_STR_MAX = 256
+
+
+def fits_header(value: Any, size_limit: Optional[int] = None) -> bool:
+    """Whether ``value`` can travel as JSON in a reply header and come back identical.
+
+    Exact builtin scalars only (a subclass, a bool posing as an int, would come back as
+    its base type), ints within 64 bits (JSON has no limit, but Python caps int-to-text
+    conversion), and short strings (JSON escapes cost more than pickle on long ones).
+    NaN and infinities round-trip: Python's json writes and reads them.
+    """
+    kind = type(value)
+    if kind is int:
+        fits = -(1 << 63) <= value < (1 << 63)
+    elif kind is str:
+        fits = len(value) <= HEADER_STR_MAX
+    else:
+        fits = kind is float or kind is bool or value is None
+    return fits and (size_limit is None or sys.getsizeof(value) <= size_limit)
+
+
 def encode(value: Any, *, table: RefTable = TABLE, size_limit: Optional[int] = None,
            force_live: bool = False, force_copy: bool = False) -> Encoded:
     """Pickle ``value`` for a client: by value when it can be and fits ``size_limit``

@@ -506,7 +506,7 @@ class DebugPanel(widgets.VBox):
             if is_expression(source):
                 result, frames = session.frame_op("eval", {"expr": source})
                 printed = (result or {}).get("output", "")
-                value = session._load(frames)  # an uncopyable value arrives as a live reference
+                value = session._eval_value(result, frames)  # an uncopyable one arrives live
                 out = printed + _short(repr(value))
             else:
                 out = str(session.exec(source))

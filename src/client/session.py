@@ -353,9 +353,15 @@ class Session(DebugControl):
         ``timeout`` (seconds) defaults to the session's :attr:`timeout`.
         """
         result, frames = self.frame_op("eval", {"expr": expr}, timeout=timeout or self.timeout)
+        if result and "output" in result:
+            sys.stdout.write(result["output"])
+        return self._eval_value(result, frames)
+
+    def _eval_value(self, result: Optional[Dict[str, Any]], frames: List[Any]) -> Any:
+        """The value an ``eval`` reply carries, wherever the target put it."""
         if result:
-            if "output" in result:
-                sys.stdout.write(result["output"])
+            if "value" in result:  # a scalar the target sent in the header (JSON)
+                return result["value"]
             if result.get("plain") and len(frames) == 1:
                 # A builtin scalar (the target says so): nothing for the checking unpickler to do.
                 frame = frames[0]
