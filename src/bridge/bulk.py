@@ -823,7 +823,7 @@ def import_frames(descriptor: Dict[str, Any], frames: Sequence[Any], *,
         if sock is not None:
             sock.close()
         if descriptor["mode"] == "shm":
-            unlink_own_segment(ring_path)  # mapped ones are unlinked already; this catches the rest
+            unlink_own_segment(ring_path)  # gone already once mapped; this covers a failure before
     for b, mem in zip(bufs, received):
         out[b["i"]] = mem
     return out

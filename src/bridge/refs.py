@@ -259,8 +259,8 @@ HEADER_STR_MAX = 256
 def fits_header(value: Any, size_limit: Optional[int] = None) -> bool:
     """Whether ``value`` can travel as JSON in a reply header and come back identical.
 
-    Exact builtin scalars only (a subclass, a bool posing as an int, would come back as
-    its base type), ints within 64 bits (JSON has no limit, but Python caps int-to-text
+    Exact builtin scalars only (a subclass, an ``IntEnum`` member, would come back as its
+    base type), ints within 64 bits (JSON has no limit, but Python caps int-to-text
     conversion), and short strings (JSON escapes cost more than pickle on long ones).
     NaN and infinities round-trip: Python's json writes and reads them.
     """
