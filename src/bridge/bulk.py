@@ -413,7 +413,8 @@ def send_stream(sock: socket.socket, transfer: Transfer, progress: Optional[Prog
 
 
 def send_transfer(sock: socket.socket, transfer: Transfer, progress: Optional[ProgressFn] = None) -> None:
-    """Send ``transfer`` to the receiver at the other end of ``sock``, by its mode."""
+    """Send ``transfer`` to the receiver at the other end of ``sock``, by its mode; a ring
+    is unmapped when this returns, sent or not."""
     if transfer.ring is None:
         send_stream(sock, transfer, progress)
         return
@@ -661,7 +662,6 @@ class DataServer:
             threading.Thread(target=self._serve, args=(conn,), name="bridge-bulk-conn", daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
-        transfer: Optional[Transfer] = None
         try:
             conn.settimeout(TIMEOUT_S)
             _tune(conn)
@@ -676,9 +676,6 @@ class DataServer:
                 send_transfer(conn, transfer)
         except (OSError, BulkError):
             pass  # the receiver went away (Ctrl-C, crash): nothing to clean but the socket
-        finally:
-            if transfer is not None:
-                transfer.close()
         conn.close()
 
     def close(self) -> None:
@@ -781,9 +778,23 @@ def import_frames(descriptor: Dict[str, Any], frames: Sequence[Any], *,
     """
     if not isinstance(descriptor, dict) or descriptor.get("mode") not in ("shm", "aes"):
         raise BulkError(f"malformed bulk descriptor: {descriptor!r}")
+    ring_path = descriptor.get("ring") if descriptor["mode"] == "shm" else None
+    try:
+        received = _receive(descriptor, len(frames), connect, progress)
+    finally:
+        unlink_own_segment(ring_path)  # gone already once mapped; this covers any failure before
+    out = list(frames)
+    for b, mem in zip(descriptor["bufs"], received):
+        out[b["i"]] = mem
+    return out
+
+
+def _receive(descriptor: Dict[str, Any], frame_count: int, connect: Optional[Callable[[bytes], socket.socket]],
+             progress: Optional[ProgressFn]) -> List[mmap.mmap]:
+    """Check a descriptor, then receive the buffers it names, in its order."""
     bufs = descriptor.get("bufs")
     if not isinstance(bufs, list) or not all(
-        isinstance(b, dict) and isinstance(b.get("i"), int) and 0 < b["i"] < len(frames)
+        isinstance(b, dict) and isinstance(b.get("i"), int) and 0 < b["i"] < frame_count
         and isinstance(b.get("n"), int) and b["n"] > 0 for b in bufs
     ):
         raise BulkError("malformed bulk descriptor: bad buffer list")
@@ -791,7 +802,6 @@ def import_frames(descriptor: Dict[str, Any], frames: Sequence[Any], *,
     if total > _physical_memory():
         # A corrupt or hostile descriptor must not make us reserve more than the machine has.
         raise BulkError(f"bulk descriptor announces {total} bytes, more than this machine's memory")
-    out = list(frames)
     sizes = [b["n"] for b in bufs]
     try:
         token = bytes.fromhex(descriptor["token"])
@@ -803,30 +813,18 @@ def import_frames(descriptor: Dict[str, Any], frames: Sequence[Any], *,
             key = base64.b64decode(descriptor["key"])
             shape_ok = len(key) == 32
     except (KeyError, ValueError, TypeError, ZeroDivisionError) as exc:
-        if descriptor["mode"] == "shm" and isinstance(descriptor.get("ring"), str):
-            unlink_own_segment(descriptor["ring"])
         raise BulkError(f"malformed bulk descriptor: {exc}") from None
     if not shape_ok or len(token) != TOKEN_BYTES or not 0 < chunk <= (64 << 20):
-        if descriptor["mode"] == "shm":
-            unlink_own_segment(descriptor["ring"])
         raise BulkError("malformed bulk descriptor: bad key, ring, token or chunk size")
     if connect is None:
         raise BulkError("a bulk transfer needs a connection to the data port")
-    sock = None
+    sock = connect(token)
     try:
-        sock = connect(token)
         if descriptor["mode"] == "shm":
-            received = recv_ring_transfer(sock, ring_path, ring_bytes, sizes, chunk, progress)
-        else:
-            received = recv_stream(sock, key, sizes, chunk, progress)
+            return recv_ring_transfer(sock, ring_path, ring_bytes, sizes, chunk, progress)
+        return recv_stream(sock, key, sizes, chunk, progress)
     finally:
-        if sock is not None:
-            sock.close()
-        if descriptor["mode"] == "shm":
-            unlink_own_segment(ring_path)  # gone already once mapped; this covers a failure before
-    for b, mem in zip(bufs, received):
-        out[b["i"]] = mem
-    return out
+        sock.close()
 
 
 def unlink_own_segment(path: Any) -> None:
