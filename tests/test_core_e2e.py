@@ -11,7 +11,7 @@ import pytest
 import zmq
 
 import client
-from bridge import keys, wire
+from bridge import keys, protocol
 
 ETL_LIKE = """
     import bridge
@@ -316,11 +316,11 @@ def test_malformed_and_mismatched_messages_get_error_replies(target, attach_to):
         assert err["type"] == "ProtocolError" and "version 99" in err["message"]
         err = ask([b"\xff\xfe not json"])
         assert err["type"] == "ProtocolError" and "JSON" in err["message"]
-        err = ask([json.dumps({"v": wire.PROTOCOL_VERSION, "id": 2, "op": "no_such_op"}).encode()])
+        err = ask([json.dumps({"v": protocol.PROTOCOL_VERSION, "id": 2, "op": "no_such_op"}).encode()])
         assert err["type"] == "UnknownOp"
-        err = ask([json.dumps({"v": wire.PROTOCOL_VERSION, "id": 3, "op": "eval", "args": {"expr": 5}}).encode()])
+        err = ask([json.dumps({"v": protocol.PROTOCOL_VERSION, "id": 3, "op": "eval", "args": {"expr": 5}}).encode()])
         assert err["type"] == "BadRequest" and "expr" in err["message"]
-        err = ask([json.dumps({"v": wire.PROTOCOL_VERSION, "id": 4, "op": "set", "nbuf": 1}).encode(), b"garbage"])
+        err = ask([json.dumps({"v": protocol.PROTOCOL_VERSION, "id": 4, "op": "set", "nbuf": 1}).encode(), b"garbage"])
         assert err["type"] in ("UnpicklingError", "BadRequest", "ValueError", "EOFError")
     finally:
         sock.close(0)

@@ -325,5 +325,5 @@ def test_protocol_refuses_a_set_carrying_a_stale_pause_id(target, attach_to):
     new = s.wait(10)
     assert new.pause_id != old.pause_id
     with pytest.raises(NotPaused):
-        s._request("set", {"thread": old.thread, "frame": 0, "pause_id": old.pause_id}, value={"x": 5})
+        s._request("set", {"thread": old.thread, "frame": 0}, value={"x": 5}, pause_id=old.pause_id)
     assert s.eval("x") == 1

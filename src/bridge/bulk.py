@@ -896,9 +896,8 @@ def probe_shm(probe: Optional[Dict[str, Any]]) -> bool:
         mem.close()
 
 
-def import_request(args: Dict[str, Any], values: Sequence[Any], timeout: float = TIMEOUT_S) -> List[Any]:
-    """Target side: restore the big buffers of a request (``args['_bulk_in']``) before its op runs."""
-    descriptor = args.get("_bulk_in")
+def import_request(descriptor: Optional[Dict[str, Any]], values: Sequence[Any], timeout: float = TIMEOUT_S) -> List[Any]:
+    """Target side: restore the big buffers of a request (its ``bulk_in`` descriptor) before its op runs."""
     if not descriptor:
         return list(values)
     frames = [b""] + list(values)  # descriptors index value frames from 1 (frame 0 is the header)

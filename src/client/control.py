@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Union
+
+from bridge.protocol import Breakpoint  # the one breakpoint schema, shared with the target
 
 from .errors import RemoteError
 
@@ -27,35 +28,6 @@ class BreakpointError(RemoteError, ValueError):
 class PausePending(UserWarning):
     """``pause()`` was sent but the thread has not stopped yet (it is inside a long C call,
     such as ``time.sleep`` or a numpy operation); it stops when that call returns."""
-
-
-@dataclass
-class Breakpoint:
-    """A breakpoint in the target. ``line`` is where it is; ``requested_line`` what was asked
-    (they differ when the asked line held no code). ``hits`` is as of the last fetch."""
-
-    id: int
-    file: str
-    line: int
-    requested_line: int
-    condition: Optional[str] = None
-    temporary: bool = False
-    hits: int = 0
-    enabled: bool = True
-
-    @classmethod
-    def from_json(cls, data: Dict[str, Any]) -> "Breakpoint":
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
-
-    def __str__(self) -> str:
-        text = f"breakpoint {self.id} at {self.file}:{self.line}"
-        if self.line != self.requested_line:
-            text += f" (asked for line {self.requested_line}, which has no code)"
-        if self.condition:
-            text += f" if {self.condition}"
-        if self.temporary:
-            text += " [temporary]"
-        return text + f", hit {self.hits} time{'s' if self.hits != 1 else ''}"
 
 
 class BreakpointList(list):

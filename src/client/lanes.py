@@ -23,6 +23,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 
 from bridge import bulk
+from bridge.protocol import endpoint_host, tcp_endpoint
 
 from .errors import BridgeError
 from .transport import Channel
@@ -93,8 +94,7 @@ class Lanes:
         if type(port) is not int or not 0 < port < 65536 or not isinstance(key, str) or len(key) != 40:
             return _UNUSABLE
         main = self.session._channel
-        host = main.endpoint.rsplit(":", 1)[0]  # "tcp://127.0.0.1" or "tcp://[::1]"
-        info = dict(self.session.info, endpoint=f"{host}:{port}", server_key=key)
+        info = dict(self.session.info, endpoint=tcp_endpoint(endpoint_host(main.endpoint), port), server_key=key)
         try:
             lane = Channel(self.session._context, info, self.session._keypair)
         except Exception:  # a socket we cannot make is a lane we do without

@@ -35,14 +35,12 @@ import time
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from bridge import wire
+from bridge.protocol import DEFAULT_SIZE_LIMIT, MAX_MESSAGE_BYTES
 
 from . import proxy as proxies
 from .display import esc, human_size, table
 from .errors import NoSession, NotPaused, RemoteError
 
-#: Default bytes above which a value is mounted live instead of copied (the target's default).
-DEFAULT_SIZE_LIMIT = 256 * 1024 * 1024
 _MISSING = object()
 
 try:
@@ -233,13 +231,11 @@ class Mount:
 
     def _request(self, op: str, args: Dict[str, Any], frames: Optional[List[Any]] = None) -> Tuple[Any, List[Any]]:
         registry = proxies.registry_for(self.session)
-        full = {"frame": self.frame_index, "thread": self.thread, "pause_id": self.pause_id}
+        full = {"frame": self.frame_index, "thread": self.thread}
         full.update(args)
-        releases = registry.take_releases()
-        if releases:
-            full["release"] = releases
         kw = {} if self.timeout is None else {"timeout": self.timeout}
-        return self.session._request(op, full, frames=frames, frame_op=True, **kw)
+        return registry.deliver_releases(lambda releases: self.session._request(
+            op, full, frames=frames, frame_op=True, pause_id=self.pause_id, release=releases, **kw))
 
     def _snapshot(self) -> Dict[str, Any]:
         where = self.session._frame_args(self.frame)
@@ -335,9 +331,9 @@ class Mount:
         frames = self._encode(updates) if updates else None
         if frames is not None:
             total = sum(memoryview(f).nbytes for f in frames)
-            if total > wire.MAX_MESSAGE_BYTES and getattr(getattr(self.session._channel, "bulk", None), "mode",
+            if total > MAX_MESSAGE_BYTES and getattr(getattr(self.session._channel, "bulk", None), "mode",
                                                           "curve") == "curve":
-                raise ValueError(f"write-back of {human_size(total)} exceeds the {human_size(wire.MAX_MESSAGE_BYTES)} "
+                raise ValueError(f"write-back of {human_size(total)} exceeds the {human_size(MAX_MESSAGE_BYTES)} "
                                  f"message limit without a bulk path; nothing was written")
         try:
             result, _ = self._request("mount_write", {"base": base, "delete": deletes}, frames)

@@ -32,24 +32,18 @@ import pickle
 import threading
 import types
 import weakref
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from bridge import wire
+from bridge.protocol import FORWARDED_SPECIALS
 
-from .errors import RemoteError
+from .errors import RemoteError, WriteBackConflict
 
 #: Seconds a remote call through a proxy may take (capped by the session's timeout).
 DEFAULT_TIMEOUT = 30.0
 
 #: Special methods a proxy forwards to the target (bridge/mount_ops.py SPECIALS runs them).
-_BINARY = ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul", "and", "or", "xor",
-           "lshift", "rshift")
-FORWARDED = (
-    "__len__", "__iter__", "__next__", "__reversed__", "__getitem__", "__setitem__", "__delitem__",
-    "__contains__", "__bool__", "__str__", "__hash__", "__int__", "__float__", "__index__", "__call__",
-    "__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__neg__", "__pos__", "__abs__",
-    "__invert__",
-) + tuple(f"__{p}{op}__" for op in _BINARY for p in ("", "r", "i"))
+FORWARDED = FORWARDED_SPECIALS
 
 
 class RefRegistry:
@@ -90,13 +84,22 @@ class RefRegistry:
         """A frame op on the session's paused thread, carrying pending releases."""
         full = self.session._frame_args()
         full.update(args)
+        return self.deliver_releases(lambda releases: self.session._request(
+            op, full, frames=frames, timeout=timeout or self.timeout(), frame_op=True, release=releases))
+
+    def deliver_releases(self, send: Callable[[Optional[List[List[int]]]], Any]) -> Any:
+        """Call ``send(releases)`` with the pending releases (None if there are none).
+
+        The target applies a request's releases as it accepts it, whatever the op's
+        outcome, so a reply (an error included) means they were delivered; without one
+        (a timeout, an interruption) they are tried again with the next request.
+        """
         releases = self.take_releases()
-        if releases:
-            full["release"] = releases
         try:
-            return self.session._request(op, full, frames=frames, timeout=timeout or self.timeout(), frame_op=True)
-        except BaseException:
-            self._pending.extend((r, [n]) for r, n in releases)  # not delivered: try again next time
+            return send(releases or None)
+        except BaseException as exc:
+            if not _answered(exc):
+                self._pending.extend((r, [n]) for r, n in releases)
             raise
 
     def release_all(self) -> None:
@@ -121,6 +124,13 @@ class RefRegistry:
 
     def __len__(self) -> int:
         return len(self._proxies)
+
+
+def _answered(exc: BaseException) -> bool:
+    """Whether ``exc`` came from a reply of the target to a request it accepted."""
+    if isinstance(exc, RemoteError):
+        return exc.remote_type != "ProtocolError"  # a request refused unread applied nothing
+    return isinstance(exc, WriteBackConflict)
 
 
 def registry_for(session: Any) -> RefRegistry:

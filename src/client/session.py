@@ -241,11 +241,13 @@ class Session(DebugControl):
 
     def _request(self, op: str, args: Optional[Dict[str, Any]] = None, value: Any = NO_VALUE,
                  frames: Optional[List[Any]] = None, timeout: Optional[float] = ..., *,
-                 frame_op: bool = False) -> Any:
+                 frame_op: bool = False, pause_id: Optional[int] = None,
+                 release: Optional[List[List[int]]] = None) -> Any:
         """Send one request and return (result, value frames).
 
         ``frame_op``: the op runs on the paused thread ``args["thread"]``, so it may take
         that pause's lane (straight to the thread) instead of the server socket.
+        ``pause_id`` and ``release`` are the request's transport fields (transport.py).
         """
         if self._closed:
             raise SessionLost("this session is closed; attach again")
@@ -256,10 +258,10 @@ class Session(DebugControl):
             pause = self._pauses.get(args.get("thread")) if frame_op and args else None  # type: ignore[arg-type]
             lane = self._lanes.channel(pause) if pause is not None else None
             if lane is None:
-                return self._channel.request(op, args, frames, timeout=wait)
-            if args.get("pause_id") is None:  # type: ignore[union-attr]
-                args = dict(args, pause_id=pause.pause_id)  # type: ignore[union-attr]
-            return lane.request(op, args, frames, timeout=wait, still_valid=self._lanes.alive(pause))
+                return self._channel.request(op, args, frames, timeout=wait, pause_id=pause_id, release=release)
+            return lane.request(op, args, frames, timeout=wait, release=release,
+                                pause_id=pause.pause_id if pause_id is None else pause_id,  # type: ignore[union-attr]
+                                still_valid=self._lanes.alive(pause))  # type: ignore[arg-type]
 
     def _frame_args(self, frame: Optional[int] = None, thread: Optional[int] = None) -> Dict[str, Any]:
         pause = self._current_pause(thread)
