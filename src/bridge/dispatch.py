@@ -15,8 +15,8 @@ from __future__ import annotations
 import traceback
 from typing import Any, List, Sequence
 
-from . import bulk, refs, wire
-from .ops import FRAME_OPS, NO_VALUE, SERVER_OPS, OpError, Reply, bad_request
+from . import bulk, refs
+from .ops import FRAME_OPS, SERVER_OPS, OpError, Reply, bad_request
 from .own_code import user_traceback
 from .protocol import Frames, Request, encode_error, encode_reply, parse_request
 
@@ -71,8 +71,6 @@ def _encode(request: Request, result: Any) -> Frames:
     """A handler's result as reply frames, big buffers moved out as ``request.bulk`` asks."""
     reply = result if isinstance(result, Reply) else Reply(result=result)
     frames = reply.frames
-    if frames is None and reply.value is not NO_VALUE:
-        frames = wire.dump_value(reply.value)
     descriptor = None
     if request.bulk and frames and _has_big(frames):
         exported, descriptor = bulk.export_reply([b""] + list(frames), request.bulk)

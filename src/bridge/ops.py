@@ -18,18 +18,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Type, TypeVar
 
-NO_VALUE = object()
-
 T = TypeVar("T")
 
 
 @dataclass
 class Reply:
-    """What a handler returns: a JSON ``result`` and, optionally, a pickled ``value``."""
+    """What a handler returns when a JSON ``result`` is not all: the value ``frames`` too
+    (encoded by a value codec: ``refs.encode`` or ``wire.dump_value``)."""
 
     result: Any = None
-    value: Any = NO_VALUE
-    #: Frames already encoded (e.g. by a value codec); takes precedence over ``value``.
     frames: Optional[List[Any]] = None
 
 
