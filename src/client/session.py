@@ -29,7 +29,7 @@ from bridge import bulk, keys, wire
 
 from . import proxy
 from .control import DebugControl
-from .errors import NoSuchFrame, NotPaused, PauseTimeout, ProtocolError, SessionLost, TransferError
+from .errors import BridgeError, NoSuchFrame, NotPaused, PauseTimeout, ProtocolError, SessionLost, TransferError
 from .events import EventCallback, EventListener
 from .lanes import Lanes, lanes_allowed
 from .pause_state import PauseState
@@ -205,8 +205,10 @@ class Session(DebugControl):
                     args["release"] = release
             try:
                 return channel.request(op, args, frames, timeout=wait, still_valid=still_valid)
-            except bulk.BulkError as exc:
-                raise TransferError("BulkError", f"pid {self.pid}: {exc}") from exc
+            except BridgeError:
+                raise
+            except (bulk.BulkError, OSError) as exc:  # OSError: only the bulk path uses plain sockets
+                raise TransferError("BulkError", f"pid {self.pid}: {type(exc).__name__}: {exc}") from exc
             except wire.ProtocolError as exc:
                 raise ProtocolError("ProtocolError", f"pid {self.pid} sent a reply we cannot read: {exc}") from exc
             except zmq.ZMQError as exc:
