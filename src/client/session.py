@@ -225,7 +225,7 @@ class Session(DebugControl):
 
     def select(self, i: int = 0, *, thread: Optional[int] = None) -> FrameInfo:
         """Select frame ``i`` (0 = innermost) of the selected thread, or of paused ``thread``."""
-        pause = self.pause_state.current(thread)
+        pause = self.current_pause(thread)
         if pause is None:
             raise NotPaused(f"no thread of pid {self.pid} is paused")
         result, _ = self.frame_request("stack", at=FrameRef(pause.thread, 0))
