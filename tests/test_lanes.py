@@ -175,7 +175,7 @@ def test_lane_serves_only_frame_ops_of_its_own_pause(target, attach_to):
             ch.receive(10)
         assert bad.value.remote_type == "ProtocolError"
         result, frames = ch.request("eval", {"expr": "x", "frame": 0}, pause_id=pause_id, timeout=10)
-        assert s._eval_value(result, frames) == 41
+        assert result["value"] == 41 and frames == []  # a small int travels in the header
     finally:
         ch.close()
 
