@@ -15,7 +15,7 @@ from __future__ import annotations
 import traceback
 from typing import Any, List, Sequence
 
-from . import bulk, refs
+from . import bulk, outcomes, refs
 from .ops import FRAME_OPS, SERVER_OPS, OpError, Reply, bad_request
 from .own_code import user_traceback
 from .protocol import Frames, Request, encode_error, encode_reply, parse_request
@@ -31,11 +31,34 @@ def accept(frames: Sequence[Any], identity: bytes) -> Request:
         # Applied whatever becomes of the op: the client counts them delivered once it
         # has a reply. The objects are let go on a paused thread (refs.RefTable.release).
         refs.TABLE.release(request.release)
+    if request.op not in outcomes.UNRECORDED:  # a lost reply can be asked for (outcomes.py)
+        outcomes.CACHE.started(identity, request.id)
     return request
+
+
+def refusal(request: Request, kind: str, message: str) -> Frames:
+    """The error reply refusing an accepted request (routing found no pause, a lane's
+    checks): recorded like any reply, so a client that lost it can still learn it."""
+    return _recorded(request, encode_error(request.id, kind, message))
 
 
 def run_frame_op(pause: Any, request: Request) -> Frames:
     """Run a frame op on the paused thread that owns ``pause``; the reply's frames."""
+    return _recorded(request, _run_frame_op(pause, request))
+
+
+def run_server_op(server: Any, request: Request) -> Frames:
+    """Run a server op on the server thread; the reply's frames."""
+    return _recorded(request, _run_server_op(server, request))
+
+
+def _recorded(request: Request, frames: Frames) -> Frames:
+    if request.op not in outcomes.UNRECORDED:
+        outcomes.CACHE.finished(request.identity, request.id, frames)
+    return frames
+
+
+def _run_frame_op(pause: Any, request: Request) -> Frames:
     try:
         refs.TABLE.drop_released()  # here, on a user thread: see refs.RefTable.release
         values = request.values
@@ -55,8 +78,7 @@ def run_frame_op(pause: Any, request: Request) -> Frames:
         return encode_error(request.id, type(exc).__name__, _exc_message(exc), _user_traceback(exc))
 
 
-def run_server_op(server: Any, request: Request) -> Frames:
-    """Run a server op on the server thread; the reply's frames."""
+def _run_server_op(server: Any, request: Request) -> Frames:
     try:
         if request.bulk_in is not None:  # the upload would hold up the server thread
             raise bad_request(f"{request.op} is a server op: it takes no bulk upload")

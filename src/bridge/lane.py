@@ -75,7 +75,7 @@ class Lane:
         try:
             self._check(request)
         except OpError as exc:
-            self.send(identity, encode_error(request.id, exc.kind, str(exc)))
+            self.send(identity, dispatch.refusal(request, exc.kind, str(exc)))
             return None
         request.reply = self
         return request

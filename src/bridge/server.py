@@ -223,6 +223,8 @@ class Server:
 
     def stop(self, timeout: float = 2.0) -> None:
         """Stop serving, remove the connection file. Safe to call twice."""
+        if os.getpid() != self.pid:  # a forked child: the parent's server is not ours to stop
+            return
         if self._stopped.is_set():
             return
         self._stopped.set()
@@ -365,11 +367,11 @@ class Server:
             try:
                 self._route_to_pause(request)
             except OpError as exc:
-                self._send(identity, encode_error(request.id, exc.kind, str(exc)))
+                self._send(identity, dispatch.refusal(request, exc.kind, str(exc)))
             except Exception as exc:  # a bug in routing must not kill the server thread
                 self._send(identity, encode_error(request.id, type(exc).__name__, str(exc), traceback.format_exc()))
         else:
-            self._send(identity, encode_error(request.id, "UnknownOp", f"unknown op {op!r}"))
+            self._send(identity, dispatch.refusal(request, "UnknownOp", f"unknown op {op!r}"))
 
     def _route_to_pause(self, request: Request) -> None:
         thread_id = arg(request.args, "thread", int, None)

@@ -14,7 +14,7 @@ from typing import Any
 
 from .control import Breakpoint
 from .current import current_session, set_current_session
-from .discovery import SessionInfo, attach, sessions
+from .discovery import ProcessScan, SessionInfo, attach, attach_all, sessions
 from .errors import (
     AuthenticationError,
     BadRequest,
@@ -33,7 +33,9 @@ from .errors import (
     ProtocolError,
     RemoteAttachError,
     RemoteError,
+    ReplyLost,
     RequestTimeout,
+    ResourceLimit,
     SessionLost,
     StaleReference,
     TransferError,
@@ -47,14 +49,17 @@ from .errors import (
     WriteBackTooLarge,
     WriteBackUnpicklable,
 )
+from .group import Group, GroupResult, MemberState, current_group, set_current_group
 from .inject import inject
 from .mount import Mount, jump_context
 from .proxy import LiveRef, is_live
 from .session import Session
+from .stacks import StackClass, StackReport
 from .values import FrameInfo, FrameRef, PauseInfo
 
 def load_ipython_extension(ipython: Any) -> None:
-    """``%load_ext client``: %attach, %where, %%remote, %%jump, %%playground (imports IPython lazily)."""
+    """``%load_ext client``: %attach (``--all`` for a group), %where, %%remote (``--all``),
+    %%jump, %%playground (imports IPython lazily)."""
     from .magics import load_ipython_extension as load
 
     load(ipython)
@@ -69,6 +74,15 @@ def unload_ipython_extension(ipython: Any) -> None:
 
 __all__ = [
     "attach",
+    "attach_all",
+    "Group",
+    "GroupResult",
+    "MemberState",
+    "StackReport",
+    "StackClass",
+    "ProcessScan",
+    "current_group",
+    "set_current_group",
     "inject",
     "sessions",
     "jump_context",
@@ -91,6 +105,8 @@ __all__ = [
     "SessionLost",
     "AuthenticationError",
     "RequestTimeout",
+    "ReplyLost",
+    "ResourceLimit",
     "PauseTimeout",
     "RemoteAttachError",
     "WriteBackConflict",

@@ -1,15 +1,17 @@
-"""Finding attachable processes: ``sessions()`` and ``attach()``."""
+"""Finding attachable processes: ``sessions()``, ``attach()`` and ``attach_all()``."""
 
 from __future__ import annotations
 
 import os
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Union
+from typing import Any, Dict, Iterable, List, Optional, Set, Union
 
 from bridge import keys
 
 from .errors import NoSession
+from .group import Group, member_name
 from .session import DEFAULT_TIMEOUT, Session
 
 
@@ -108,3 +110,97 @@ def _resolve(target: Union[None, int, str, Path, SessionInfo]) -> Dict[str, Any]
     kind = "paused" if paused else "attachable"
     raise NoSession(f"{len(pool)} {kind} processes; say which with attach(pid):\n  {listing}")
 
+
+# --- many processes ------------------------------------------------------------------------------
+
+
+def attach_all(*, pids: Optional[Iterable[int]] = None, tree: Optional[int] = None,
+               timeout: float = DEFAULT_TIMEOUT) -> Group:
+    """Attach to many processes at once; return them as a :class:`~client.group.Group`.
+
+    With no argument: every attachable process of this user on this host. ``pids``:
+    those processes. ``tree``: that process and its descendants (children started by
+    ``multiprocessing``, ``concurrent.futures`` or ``subprocess``; see
+    ``bridge.listen(children=True)``). All are attached together (under a second for
+    64); one that cannot be attached is in ``group.attach_errors``, never the group's
+    error. The group keeps its scan: :meth:`Group.refresh` and :meth:`Group.wait`
+    attach the matching processes that appear later.
+    """
+    if pids is not None and tree is not None:
+        raise TypeError("attach_all() takes pids or tree, not both")
+    source = ProcessScan(pids=pids, tree=tree)
+    group = Group(source=source, timeout=timeout)
+    infos = source.scan()
+    group._attach(infos)
+    if pids is not None:
+        found = {int(info["pid"]) for info in infos}
+        for pid in source.pids or ():
+            if pid not in found:
+                path = keys.connection_path(pid)
+                group.attach_errors[member_name({"pid": pid, "endpoint": "tcp://127.0.0.1"})] = NoSession(
+                    f"no attachable process with pid {pid} (no {path.name} in {path.parent})")
+    return group
+
+
+class ProcessScan:
+    """A group's source: the attachable processes of this user (all, ``pids``, or the
+    process ``tree`` and its descendants), read from their connection files."""
+
+    def __init__(self, *, pids: Optional[Iterable[int]] = None, tree: Optional[int] = None) -> None:
+        self.pids: Optional[Set[int]] = None if pids is None else {int(p) for p in pids}
+        self.tree = tree
+
+    def scan(self) -> List[Dict[str, Any]]:
+        """Connection infos of the matching processes that live now, oldest first."""
+        wanted = self.pids
+        if self.tree is not None:
+            wanted = {self.tree} | descendants(self.tree)
+        infos = [s.raw for s in sessions()]
+        if wanted is not None:
+            infos = [info for info in infos if int(info["pid"]) in wanted]
+        return sorted(infos, key=lambda info: (info.get("started", 0), info["pid"]))
+
+    def __repr__(self) -> str:
+        what = f"tree={self.tree}" if self.tree is not None else f"pids={sorted(self.pids)}" if self.pids else "all"
+        return f"<ProcessScan {what}>"
+
+
+def descendants(pid: int) -> Set[int]:
+    """The process ids of ``pid``'s children, their children, and so on (now)."""
+    children: Dict[int, List[int]] = {}
+    for child, parent in _parent_pids():
+        children.setdefault(parent, []).append(child)
+    out: Set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), ()):
+            if child not in out:
+                out.add(child)
+                todo.append(child)
+    return out
+
+
+def _parent_pids() -> List["tuple[int, int]"]:
+    """(pid, parent pid) of every process: /proc where there is one, else ``ps``."""
+    pairs = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        entries = []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                # Field 4 is the parent pid; the command name before it may hold spaces.
+                ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        pairs.append((int(entry), ppid))
+    if pairs:
+        return pairs
+    try:
+        text = subprocess.run(["ps", "-A", "-o", "pid=,ppid="], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [(int(a), int(b)) for a, b in (line.split() for line in text.splitlines() if line.strip())]

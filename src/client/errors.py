@@ -48,6 +48,25 @@ class PauseTimeout(BridgeError, TimeoutError):
     """``wait()`` saw no thread pause within its timeout (the target runs on)."""
 
 
+class ReplyLost(BridgeError):
+    """The connection dropped while a request was in flight (the target was stopped past
+    the heartbeat timeout, the network hiccuped) and its reply cannot be recovered.
+
+    ``ran`` says what the target knows: True (it ran; its reply was too big to keep, so
+    ask for the result again), False (it never arrived: nothing ran) or None (the target
+    cannot say: check the frame's state before running it again).
+    """
+
+    def __init__(self, message: str, ran: Optional[bool] = None) -> None:
+        super().__init__(message)
+        self.ran = ran
+
+
+class ResourceLimit(BridgeError, OSError):
+    """This process is too close to its open-file limit (``ulimit -n``) to open another
+    connection; nothing was opened. Close sessions you no longer use, or raise the limit."""
+
+
 class RemoteAttachError(BridgeError, remote_attach.RemoteAttachError):
     """``inject(pid)`` cannot make the process attachable; the message says what to do
     instead. Also the ``bridge.remote_attach`` error (a RuntimeError) it wraps, which is

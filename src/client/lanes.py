@@ -100,9 +100,10 @@ class Lanes:
         info = dict(main.info, endpoint=tcp_endpoint(endpoint_host(main.endpoint), port), server_key=key)
         try:
             lane = Channel(self.context, info, main.keypair)
-        except Exception:  # a socket we cannot make is a lane we do without
+        except Exception:  # a socket we cannot make (no descriptors left) is a lane we do without
             return _UNUSABLE
         lane.bulk = main.bulk  # one bulk path per session, whichever socket asks
+        lane.recovery = main  # `outcome` is a server op: a lost lane reply is asked for there
         return lane
 
     def _close_retired(self) -> None:

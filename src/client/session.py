@@ -1,42 +1,67 @@
 """Session: the notebook's handle on one attached target process.
 
-Two connections per session: the *request* channel, used by whichever thread calls a
-method (one request at a time, under a lock), and the *event* channel, owned by a
-listener thread (client/events.py) that keeps :attr:`Session.pause_state` current and
-wakes :meth:`Session.wait` and subscribers such as the DebugPanel. Keeping them apart
-means no ZeroMQ socket is ever touched by two threads.
+Two connections per session (docs/architecture.md, "Connections"):
+
+* its *link* (client/link.py), served by the process's one I/O thread (client/io_loop.py):
+  the target's events keep :attr:`Session.pause_state` current and wake :meth:`Session.wait`
+  and subscribers such as the DebugPanel; groups send their requests through it, many
+  members at once;
+* its *direct channel* (client/transport.py), used by whichever thread calls a method (one
+  request at a time, under a lock), with a lane per pause (client/lanes.py): the fastest
+  path for one request. ``attach()`` opens it at once; a group member opens it at its
+  first request of its own; a target that cannot be dialed goes without, over its link.
+
+Both share the process's one ZeroMQ context, and no socket is touched by two threads. A
+session nobody holds is collected; its finalizer closes its sockets without waiting, so
+a dropped session never hangs the interpreter, whatever state its target is in.
 
 The request interface other client modules build on (docs/protocol.md names the ops):
 
 * :meth:`Session.request` sends a *server op* (breakpoints, status, threads, pause);
 * :meth:`Session.frame_request` sends a *frame op* to a paused thread's frame: the
   selected one, or the :class:`FrameRef` given. It may take that pause's lane;
+* :meth:`Session.submit` sends either kind through the link and returns at once (a
+  :class:`MemberReply` to wait for): what a group does for each member;
 * :attr:`Session.selected`, :meth:`Session.current_pause` and :attr:`Session.pause_state`
   say what is paused and selected; :attr:`Session.refs` holds the live references.
 """
 
 from __future__ import annotations
 
-import pickle
-import sys
+import os
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, TextIO, Tuple
+import weakref
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import zmq
 
-from bridge import bulk, keys, wire
+from bridge import bulk, keys, protocol, wire
 
 from . import proxy
+from .bulk_path import Outgoing, choose_bulk, finish_reply
 from .control import DebugControl
-from .errors import BridgeError, NoSuchFrame, NotPaused, PauseTimeout, ProtocolError, SessionLost, TransferError
-from .events import EventCallback, EventListener
+from .errors import (
+    BridgeError,
+    NotPaused,
+    PauseTimeout,
+    ProtocolError,
+    RemoteError,
+    RequestTimeout,
+    ResourceLimit,
+    SessionLost,
+    TransferError,
+)
+from .events import EventCallback, EventFeed
+from .frame_methods import FrameMethods
+from .io_loop import shared_context
 from .lanes import Lanes, lanes_allowed
+from .link import DirectPort, Link, PendingReply, Port
 from .pause_state import PauseState
-from .transport import Channel, handshake
+from .transport import Channel
 from .values import FrameInfo, FrameRef, Output, PauseInfo, Stack, Variables, VarSummary
 
-__all__ = ["Session", "DEFAULT_TIMEOUT", "DEFAULT_WAIT_TIMEOUT", "NO_VALUE",
+__all__ = ["Session", "MemberReply", "open_sessions", "DEFAULT_TIMEOUT", "DEFAULT_WAIT_TIMEOUT", "NO_VALUE",
            # the value types, importable from here as before
            "PauseInfo", "FrameInfo", "FrameRef", "Stack", "VarSummary", "Variables", "Output"]
 
@@ -49,11 +74,43 @@ DEFAULT_WAIT_TIMEOUT = 300.0
 Reply = Tuple[Any, List[Any]]
 
 
-class Session(DebugControl):
-    """An attached target process. Create with :func:`client.attach`."""
+class _Sockets:
+    """What a session holds on the calling thread's side: its direct channel and lanes.
+    Apart from the Session so that its finalizer can close them without the Session."""
+
+    def __init__(self) -> None:
+        self.channel: Optional[Channel] = None
+        self.lanes: Optional[Lanes] = None
+
+    def close(self) -> None:
+        if self.lanes is not None:
+            self.lanes.close_all()
+        if self.channel is not None:
+            self.channel.close()
+
+
+def _release(link: Link, sockets: _Sockets) -> None:
+    """A session's finalizer (close() or garbage collection, on any thread): closes its
+    sockets with linger 0 and hands the link back to the I/O loop. Never blocks, and
+    never terminates the shared context."""
+    try:
+        sockets.close()
+    finally:
+        link.close()
+
+
+class Session(FrameMethods, DebugControl):
+    """An attached target process. Create with :func:`client.attach` (or a group's members)."""
 
     def __init__(self, info: Dict[str, Any], *, timeout: float = DEFAULT_TIMEOUT,
                  keypair: Optional[keys.KeyPair] = None) -> None:
+        self._begin(info, keypair or keys.load_client_keypair(), timeout, direct=True)
+        self._complete()
+
+    def _begin(self, info: Dict[str, Any], keypair: keys.KeyPair, timeout: float, *, direct: bool,
+               port: Optional[Port] = None) -> None:
+        """Open the link and send the opening requests (hello, bulk offer, events) without
+        waiting; with ``direct``, :meth:`_complete` opens the direct channel too."""
         self.info = info
         self.pid: int = int(info["pid"])
         self.timeout = timeout
@@ -62,21 +119,96 @@ class Session(DebugControl):
         self.pause_state = PauseState()
         #: The live references this session holds (client/proxy.py).
         self.refs = proxy.RefRegistry(self)
-        self._keypair = keypair or keys.load_client_keypair()
-        self._context = zmq.Context()
-        self._lock = threading.RLock()  # one request at a time on the channels below
+        self.hello: Dict[str, Any] = {}
+        self._name: Optional[str] = info.get("name") or None
+        self._keypair = keypair
+        self._context = shared_context()
+        self._lock = threading.RLock()  # one request at a time on the direct channel
         self._closed = False
-        self._events: Optional[EventListener] = None
-        self._channel = Channel(self._context, info, self._keypair)
-        self._lanes = Lanes(self.pause_state, self._channel, self._context)
+        self._bulk: Optional[bulk.BulkPeer] = None
+        self._dialable = bool(info.get("endpoint")) and bool(info.get("server_key"))
+        self._sockets = _Sockets()
+        self._feed = EventFeed(self.pause_state, self.pid)
+        link = Link(port or DirectPort(info, keypair, self._context), self._feed, self.pid)
+        self._link = link
+        self._finalizer = weakref.finalize(self, _release, link, self._sockets)
         try:
-            self.hello = handshake(self._channel, timeout=min(timeout, 10.0))
-            self._lanes.enabled = lanes_allowed(self._channel, self.hello)
-            self._events = EventListener(self._context, info, self._keypair, self.pause_state)
-            self._events.start_and_subscribe(timeout=min(timeout, 10.0))
+            link.open()
+            limit = min(timeout, 10.0)
+            want_bulk = self._dialable and os.environ.get("BRIDGE_BULK") != "curve"
+            self._opening = (link.submit("hello", {"client_pid": os.getpid()}, timeout=limit),
+                             link.submit("bulk_hello", timeout=limit) if want_bulk else None,
+                             link.subscribe(timeout=limit))
+            self._direct_at_once = direct
         except BaseException:
-            self._teardown()
+            self._finalizer()
             raise
+
+    def _complete(self) -> None:
+        """Wait for the opening requests; on any failure close everything and raise."""
+        hello, offer, subscription = self._opening
+        del self._opening
+        try:
+            self.hello = self._opening_result(hello)
+            if self._direct_at_once and self._dialable:
+                # Only once the key proved good: a refused key costs one refusal, not two.
+                self._sockets.channel = Channel(self._context, self.info, self._keypair)
+            bulk_offer = None
+            if offer is not None:
+                try:
+                    bulk_offer = self._opening_result(offer)
+                except RemoteError:  # an older target: everything over CURVE
+                    bulk_offer = None
+            self._opening_result(subscription)
+            if bulk_offer is not None:
+                self._bulk = choose_bulk(bulk_offer, self.info["endpoint"], self._link.port.local_pid is not None)
+            channel = self._sockets.channel
+            if channel is not None:
+                self._use_channel(channel)
+                channel.wait_connected(min(self.timeout, 10.0))  # the first request pays no handshake
+        except BaseException:
+            self._finalizer()
+            raise
+
+    def _opening_result(self, pending: PendingReply) -> Any:
+        try:
+            header, values = pending.raw()
+        except RequestTimeout:
+            raise SessionLost(f"pid {self.pid} at {self._link.port.where} did not answer within "
+                              f"{pending.timeout:g}s") from None
+        header, _ = finish_reply(header, values, None, self.pid)
+        return header.get("result")
+
+    def _use_channel(self, channel: Channel) -> None:
+        """Make ``channel`` the session's direct channel, with its lanes."""
+        channel.bulk = self._bulk
+        lanes = Lanes(self.pause_state, channel, self._context)
+        lanes.enabled = lanes_allowed(channel, self.hello)
+        self._sockets.lanes = lanes
+
+    def _direct(self) -> Optional[Channel]:
+        """The direct channel, opened now if the session has none yet (None: the link
+        serves, for a target that cannot be dialed or a process out of descriptors)."""
+        channel = self._sockets.channel
+        if channel is None and self._dialable:
+            try:
+                channel = Channel(self._context, self.info, self._keypair)
+            except ResourceLimit:
+                self._dialable = False  # the link serves this session from now on
+                return None
+            self._sockets.channel = channel
+            self._use_channel(channel)
+        return channel
+
+    @property
+    def _channel(self) -> Optional[Channel]:
+        """The direct channel (opened if it was not yet): tests and diagnostics look at it."""
+        with self._lock:
+            return self._direct()
+
+    @property
+    def _lanes(self) -> Optional[Lanes]:
+        return self._sockets.lanes
 
     # --- state -----------------------------------------------------------------------
 
@@ -97,10 +229,23 @@ class Session(DebugControl):
         return self.pause_state.selection()
 
     @property
+    def name(self) -> str:
+        """The member name: ``host:pid`` (the target's host name), or the name the source
+        gave it (a worker's address under Dask or Ray)."""
+        if self._name is None:
+            host = (self.hello.get("host") or {}).get("hostname") or protocol.endpoint_host(str(self.info.get("endpoint", "")))
+            return f"{host}:{self.pid}"
+        return self._name
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self._name = str(value)
+
+    @property
     def bulk_mode(self) -> str:
         """How big values travel: ``"shm"`` (shared memory), ``"aes"`` (the data port) or
         ``"curve"`` (inside the CURVE messages: no bulk path)."""
-        peer = self._channel.bulk
+        peer = self._bulk
         return "curve" if peer is None else peer.mode
 
     def current_pause(self, thread: Optional[int] = None) -> Optional[PauseInfo]:
@@ -132,10 +277,11 @@ class Session(DebugControl):
         return pause
 
     def on_event(self, callback: EventCallback) -> Callable[[], None]:
-        """Call ``callback(event, body)`` (on the listener thread) for every event; returns an unsubscribe function."""
-        if self._events is None:  # only while __init__ runs (it fails without a listener)
-            raise SessionLost(f"pid {self.pid}: no event subscription")
-        return self._events.subscribe(callback)
+        """Call ``callback(event, body)`` for every event; returns an unsubscribe function.
+
+        It runs on the process's I/O thread, which serves every session: it must be quick.
+        """
+        return self._feed.subscribe(callback)
 
     # --- requests ----------------------------------------------------------------------
 
@@ -162,6 +308,14 @@ class Session(DebugControl):
         over. ``release``: live-reference handles given back with it (``[[ref, count]]``).
         The rest is as for :meth:`request`.
         """
+        full, pause, pause_id = self._frame_args(args, at)
+        if value is not NO_VALUE:
+            frames = self._dump(value)
+        return self._send(op, full, frames, timeout, pause=pause, pause_id=pause_id, release=release)
+
+    def _frame_args(self, args: Optional[Dict[str, Any]],
+                    at: Optional[FrameRef]) -> Tuple[Dict[str, Any], Optional[PauseInfo], Optional[int]]:
+        """A frame op's arguments (thread, frame), its pause and the pause id it must hit."""
         state = self.pause_state
         if at is None:
             pause = state.current()
@@ -175,138 +329,54 @@ class Session(DebugControl):
             pause_id = at.pause_id
         if args:
             full.update(args)
+        return full, pause, pause_id
+
+    def submit(self, op: str, args: Optional[Dict[str, Any]] = None, *, frame: bool = False,
+               at: Optional[FrameRef] = None, value: Any = NO_VALUE, frames: Optional[List[Any]] = None,
+               timeout: Optional[float] = None) -> "MemberReply":
+        """Send ``op`` through the session's link and return at once; the reply's
+        :meth:`MemberReply.result` waits for it. ``frame=True`` (or ``at``) makes it a
+        frame op, as :meth:`frame_request` would send it. Many sessions' requests are in
+        flight together this way (what a group does): N sends on the I/O thread, and each
+        waits for its own deadline (``timeout``, default the session's).
+        """
+        if self._closed:
+            raise SessionLost("this session is closed; attach again")
+        pause_id = None
+        if frame or at is not None:
+            args, _, pause_id = self._frame_args(args, at)
         if value is not NO_VALUE:
             frames = self._dump(value)
-        return self._send(op, full, frames, timeout, pause=pause, pause_id=pause_id, release=release)
+        return MemberReply(self, op, args, frames, self.timeout if timeout is None else timeout, pause_id)
+
 
     def _send(self, op: str, args: Optional[Dict[str, Any]], frames: Optional[List[Any]], timeout: Optional[float],
               *, pause: Optional[PauseInfo] = None, pause_id: Optional[int] = None,
               release: Optional[List[List[int]]] = None) -> Reply:
-        """The one place a request meets a channel: ``pause``'s lane when it has a
-        connected one (client/lanes.py), else the server socket."""
+        """The one place a request meets a connection: ``pause``'s lane when it has a
+        connected one (client/lanes.py), else the direct channel, else the link."""
         if self._closed:
             raise SessionLost("this session is closed; attach again")
         wait = self.timeout if timeout is None else timeout
         with self._lock:
-            channel, still_valid = self._channel, None
-            if pause is not None:
-                lane = self._lanes.channel(pause)
-                if lane is not None:
-                    channel, still_valid = lane, self._lanes.alive(pause)
-                    if pause_id is None:
-                        pause_id = pause.pause_id  # a lane serves its own pause only
             try:
+                channel = self._direct()
+                if channel is None:
+                    return MemberReply(self, op, args, frames, wait, pause_id, release).result()
+                still_valid = None
+                lanes = self._sockets.lanes
+                if pause is not None and lanes is not None:
+                    lane = lanes.channel(pause)
+                    if lane is not None:
+                        channel, still_valid = lane, lanes.alive(pause)
+                        if pause_id is None:
+                            pause_id = pause.pause_id  # a lane serves its own pause only
                 return channel.request(op, args, frames, timeout=wait, pause_id=pause_id, release=release or None,
                                        still_valid=still_valid)
             except BridgeError:
                 raise
-            except (bulk.BulkError, OSError) as exc:  # OSError: only the bulk path uses plain sockets
-                raise TransferError("BulkError", f"pid {self.pid}: {type(exc).__name__}: {exc}") from exc
-            except wire.ProtocolError as exc:
-                raise ProtocolError("ProtocolError", f"pid {self.pid} sent a reply we cannot read: {exc}") from exc
-            except zmq.ZMQError as exc:
-                raise SessionLost(f"pid {self.pid}: the connection failed ({exc})") from exc
-
-    # --- frames ------------------------------------------------------------------------
-
-    def stack(self) -> Stack:
-        """Frames of the selected paused thread, innermost first (the selected one marked)."""
-        selected = self.selected
-        result, _ = self.frame_request("stack")
-        index = selected.frame if selected is not None else 0
-        return Stack(FrameInfo.from_json(f, selected=f["index"] == index) for f in result["frames"])
-
-    def select(self, i: int = 0, *, thread: Optional[int] = None) -> FrameInfo:
-        """Select frame ``i`` (0 = innermost) of the selected thread, or of paused ``thread``."""
-        pause = self.current_pause(thread)
-        if pause is None:
-            raise NotPaused(f"no thread of pid {self.pid} is paused")
-        result, _ = self.frame_request("stack", at=FrameRef(pause.thread, 0))
-        frames = result["frames"]
-        if not 0 <= i < len(frames):
-            raise NoSuchFrame(f"frame {i} does not exist: the stack has {len(frames)} frames (0 is innermost)")
-        self.pause_state.select(pause.thread, i, result.get("pause_id", pause.pause_id))
-        return FrameInfo.from_json(dict(frames[i], index=i), selected=True)
-
-    def up(self) -> FrameInfo:
-        """Select the caller of the selected frame."""
-        return self.select(self._selected_index() + 1)
-
-    def down(self) -> FrameInfo:
-        """Select the frame the selected frame called."""
-        current = self._selected_index()
-        if current == 0:
-            raise NoSuchFrame("already at the innermost frame")
-        return self.select(current - 1)
-
-    def _selected_index(self) -> int:
-        selected = self.selected
-        return 0 if selected is None else selected.frame
-
-    def locals(self) -> Variables:
-        """The selected frame's variables: name -> summary (type, short repr, size), no values sent."""
-        result, _ = self.frame_request("locals")
-        out = Variables()
-        for name, s in result.items():
-            out[name] = VarSummary(name=name, type=s["type"], repr=s["repr"], size=s.get("size"),
-                                   shape=s.get("shape"), length=s.get("len"))
-        return out
-
-    def eval(self, expr: str, *, timeout: Optional[float] = None, stdout: Optional[TextIO] = None) -> Any:
-        """Evaluate ``expr`` in the selected frame and return the value itself.
-
-        ``timeout`` (seconds) defaults to the session's :attr:`timeout`. What the
-        expression printed in the target is written to ``stdout`` (default: sys.stdout).
-        """
-        result, frames = self.frame_request("eval", {"expr": expr}, timeout=timeout or self.timeout)
-        if result:
-            if "output" in result:
-                (stdout or sys.stdout).write(result["output"])
-            if "value" in result:  # a scalar the target sent in the header (JSON)
-                return result["value"]
-            if result.get("plain") and len(frames) == 1:
-                # A builtin scalar (the target says so): nothing for the checking unpickler to do.
-                frame = frames[0]
-                return pickle.loads(frame.buffer if hasattr(frame, "buffer") else frame)
-        return self._load(frames)
-
-    def exec(self, code: str, *, timeout: Optional[float] = None) -> Output:
-        """Execute ``code`` in the selected frame; return what it printed. Assignments change the frame.
-
-        ``timeout`` (seconds) defaults to the session's :attr:`timeout`.
-        """
-        result, _ = self.frame_request("exec", {"code": code}, timeout=timeout or self.timeout)
-        return Output(result.get("output", ""))
-
-    def get(self, name: str) -> Any:
-        """The value of variable ``name`` of the selected frame."""
-        _, frames = self.frame_request("get", {"names": [name]})
-        return self._load(frames)[name]
-
-    def set(self, **values: Any) -> None:
-        """Bind variables of the selected frame, all or nothing."""
-        if not values:
-            return
-        self.frame_request("set", value=values)
-
-    def delete(self, *names: str) -> None:
-        """Unbind variables of the selected frame (not possible for locals on 3.13+)."""
-        self.frame_request("set", {"delete": list(names)})
-
-    def __getitem__(self, name: str) -> Any:
-        return self.get(name)
-
-    def __setitem__(self, name: str, value: Any) -> None:
-        self.set(**{name: value})
-
-    def _load(self, frames: List[Any]) -> Any:
-        """Decode a value from the target; what could not be copied arrives as a live reference."""
-        return proxy.load(self.refs, frames)
-
-    def _dump(self, value: Any) -> List[Any]:
-        """Encode a value for the target: live references go back as themselves, notebook
-        functions and classes by value (cloudpickle)."""
-        return proxy.dump(value)
+            except Exception as exc:
+                raise _as_bridge_error(exc, self.pid) from exc
 
     # --- execution control -----------------------------------------------------------
 
@@ -356,21 +426,10 @@ class Session(DebugControl):
             except Exception:
                 pass  # the target is gone or resumed: nothing left to release there
         self._closed = True
-        try:
-            with self._lock:
-                if self._channel.failure is None and not self._channel.closed:
-                    self._channel.send("unsubscribe")
-        except Exception:
-            pass
-        self._teardown()
-
-    def _teardown(self) -> None:
-        if self._events is not None:
-            self._events.stop()
+        if self._link.failure is None:
+            self._link.submit("unsubscribe", timeout=1.0)  # sent before the link closes
         with self._lock:
-            self._lanes.close_all()
-        self._channel.close()
-        self._context.term()
+            self._finalizer()
 
     def __enter__(self) -> "Session":
         return self
@@ -379,12 +438,92 @@ class Session(DebugControl):
         self.close()
 
     def __repr__(self) -> str:
-        state = "paused" if self.paused else "running"
+        state = "closed" if self._closed else "paused" if self.paused else "running"
         argv = " ".join(self.info.get("argv") or [])
-        return f"<Session pid={self.pid} {state} {argv!r} at {self.info.get('endpoint')}>"
+        return f"<Session pid={self.pid} {state} {argv!r} at {self._link.port.where}>"
 
     def _repr_html_(self) -> str:
         from .display import session_html
 
         return session_html(self)
 
+
+class MemberReply:
+    """A request sent through a session's link (:meth:`Session.submit`): ``result()``
+    waits for it until its own deadline."""
+
+    def __init__(self, session: Session, op: str, args: Optional[Dict[str, Any]], frames: Optional[List[Any]],
+                 timeout: Optional[float], pause_id: Optional[int] = None,
+                 release: Optional[List[List[int]]] = None) -> None:
+        self.session = session
+        self.op = op
+        self._out = Outgoing(session._bulk, frames, session.pid)
+        try:
+            self.pending = session._link.submit(op, args, self._out.frames, timeout=timeout, pause_id=pause_id,
+                                                release=release, bulk=self._out.mode, bulk_in=self._out.descriptor)
+            self._out.sent()
+        except BaseException:
+            self._out.close()
+            raise
+
+    @property
+    def done(self) -> bool:
+        """Whether the reply (or a failure) is in."""
+        return self.pending.done
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Wait up to ``timeout`` seconds for the reply; whether it is in."""
+        return self.pending.wait(timeout)
+
+    def result(self) -> Reply:
+        """(result, value frames), or the member's error (a BridgeError)."""
+        session = self.session
+        try:
+            try:
+                header, values = self.pending.raw()
+            finally:
+                self._out.close()
+            header, values = finish_reply(header, values, session._bulk, session.pid)
+        except BridgeError:
+            raise
+        except Exception as exc:
+            raise _as_bridge_error(exc, session.pid) from exc
+        self._out.count()
+        return header.get("result"), values
+
+
+def _as_bridge_error(exc: Exception, pid: int) -> Exception:
+    """The BridgeError a transport failure means."""
+    if isinstance(exc, (bulk.BulkError, OSError)):  # OSError: only the bulk path uses plain sockets
+        return TransferError("BulkError", f"pid {pid}: {type(exc).__name__}: {exc}")
+    if isinstance(exc, wire.ProtocolError):
+        return ProtocolError("ProtocolError", f"pid {pid} sent a reply we cannot read: {exc}")
+    if isinstance(exc, zmq.ZMQError):
+        return SessionLost(f"pid {pid}: the connection failed ({exc})")
+    return exc
+
+
+def open_sessions(infos: Sequence[Dict[str, Any]], *, keypair: Optional[keys.KeyPair] = None,
+                  timeout: float = DEFAULT_TIMEOUT, direct: bool = False) -> List[Union[Session, Exception]]:
+    """Attach to many targets at once: every opening request is in flight together, and
+    each target answers within its own deadline. One entry per info, in order: the
+    Session, or what attaching to it raised. ``direct``: open the direct channels now
+    (otherwise each opens at its session's first request of its own)."""
+    keypair = keypair or keys.load_client_keypair()
+    begun: List[Union[Session, Exception]] = []
+    for info in infos:
+        session = Session.__new__(Session)
+        try:
+            session._begin(info, keypair, timeout, direct=direct)
+            begun.append(session)
+        except Exception as exc:
+            begun.append(exc)
+    out: List[Union[Session, Exception]] = []
+    for item in begun:
+        if isinstance(item, Session):
+            try:
+                item._complete()
+            except Exception as exc:
+                item = exc
+        out.append(item)
+    return out

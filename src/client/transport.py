@@ -6,9 +6,15 @@ its socket's monitor events so that a refused key becomes :class:`Authentication
 at once (and the socket is closed: no retry storm), and a dead target becomes
 :class:`SessionLost` within seconds.
 
-This is also the client's one place for the bulk path (bridge/bulk.py): a request says
-which bulk mode it takes big reply buffers in and sends its own big buffers outside the
-message; a reply's buffers that came outside it are put back here (docs/protocol.md).
+Every socket keeps one routing id across reconnects, so that a reply lost while the
+connection was down can be asked for: when a channel notices a reconnect while it waits
+for a reply, it asks the target for the outcome of that request (``outcome``,
+bridge/outcomes.py) and delivers the reply, or raises :class:`ReplyLost` at once saying
+whether the request ran (docs/protocol.md, "Lost replies").
+
+A channel is used by the thread that makes a request (the fast path of a single
+session, client/session.py); the connections the I/O loop serves are links
+(client/link.py). Both take big values through client/bulk_path.py.
 """
 
 from __future__ import annotations
@@ -24,12 +30,27 @@ from zmq.utils.monitor import parse_monitor_message
 from bridge import bulk, keys, protocol
 from bridge.protocol import HEARTBEAT_IVL_MS, HEARTBEAT_TIMEOUT_MS
 
-from .errors import AuthenticationError, NotPaused, RemoteError, RequestTimeout, SessionLost, error_from_reply
+from .bulk_path import Outgoing, choose_bulk, drop_bulk, finish_reply, import_bulk
+from .errors import AuthenticationError, NotPaused, RemoteError, ReplyLost, RequestTimeout, SessionLost
+from .io_loop import ensure_fd_headroom, zmq_resource_error
 
 #: Slice of every blocking receive, so Ctrl-C and liveness checks get a turn.
 POLL_SLICE_MS = 100
 #: The slice before the first handshake succeeded: a refused key shows within milliseconds.
 FIRST_HANDSHAKE_SLICE_MS = 5
+
+#: Descriptors one channel takes: its socket's mailbox and connection, its monitor's two mailboxes.
+CHANNEL_FDS = 4
+#: After a reconnect, an ``unseen`` request is asked about once more this much later (its
+#: bytes may still come out of the old connection's buffers).
+UNSEEN_RECHECK_S = 0.3
+#: How long one ``outcome`` question may take.
+OUTCOME_TIMEOUT_S = 5.0
+
+#: Monitor events every channel (and link, client/link.py) watches.
+MONITORED_EVENTS = (zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+                    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                    | zmq.EVENT_DISCONNECTED)
 
 _AUTH_FAILURES = {
     zmq.EVENT_HANDSHAKE_FAILED_AUTH: "the target refused our client key {key}: it is not in the "
@@ -43,8 +64,95 @@ _AUTH_FAILURES = {
 _request_ids = itertools.count(1)
 
 
+def next_request_id() -> int:
+    """A request id unique in this process (ids only grow: the target tells a request that
+    never arrived from one it forgot by them, bridge/outcomes.py)."""
+    return next(_request_ids)
+
+
+def new_routing_id() -> bytes:
+    """A socket's routing id, kept across its reconnects (random: it also names the
+    socket's replies in the target's reply cache; a leading zero byte is libzmq's)."""
+    return b"fb" + os.urandom(14)
+
+
+def open_dealer(context: zmq.Context, info: Dict[str, Any], keypair: keys.KeyPair,
+                routing_id: bytes) -> Tuple[zmq.Socket, zmq.Socket]:
+    """A CURVE DEALER connected to ``info``'s endpoint, and its monitor socket.
+
+    ResourceLimit (nothing left open) when the process is too close to its file limit.
+    """
+    endpoint = info["endpoint"]
+    ensure_fd_headroom(CHANNEL_FDS, f"connecting to pid {info.get('pid')}")
+    sock = None
+    try:
+        sock = context.socket(zmq.DEALER)
+        sock.curve_serverkey = info["server_key"].encode("ascii")
+        sock.curve_publickey = keypair.public.encode("ascii")
+        sock.curve_secretkey = keypair.secret.encode("ascii")
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.ROUTING_ID, routing_id)
+        sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
+        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
+        if endpoint.startswith("tcp://["):
+            sock.setsockopt(zmq.IPV6, 1)
+        monitor = open_monitor(context, sock, MONITORED_EVENTS)
+        sock.connect(endpoint)
+        return sock, monitor
+    except zmq.ZMQError as exc:
+        if sock is not None:
+            sock.close(linger=0)
+        raise zmq_resource_error(exc, f"connecting to pid {info.get('pid')}") from exc
+
+
+_monitor_ids = itertools.count(1)
+
+
+def open_monitor(context: zmq.Context, sock: zmq.Socket, events: int) -> zmq.Socket:
+    """``sock``'s monitor socket, with no high-water mark: libzmq's I/O thread sends each
+    event blocking, holding a lock that ``disable_monitor`` needs, and one I/O thread now
+    serves every connection of the process (client/io_loop.py), so a monitor nobody read
+    for a while must never make it wait. Close it with :func:`close_monitored`."""
+    address = f"inproc://framebridge-monitor-{os.getpid()}-{next(_monitor_ids)}"
+    sock.monitor(address, events)
+    monitor = context.socket(zmq.PAIR)
+    monitor.setsockopt(zmq.RCVHWM, 0)
+    monitor.setsockopt(zmq.LINGER, 0)
+    monitor.connect(address)
+    return monitor
+
+
+def close_monitored(sock: zmq.Socket, monitor: zmq.Socket) -> None:
+    """Close a socket and its monitor, in the one order that never blocks: stop the
+    monitor while its reading end still exists (libzmq would otherwise wait for a
+    reader, holding a lock), then the reading end, then the socket."""
+    if not sock.closed:
+        try:
+            sock.disable_monitor()
+        except zmq.ZMQError:
+            pass
+    monitor.close(linger=0)
+    sock.close(linger=0)
+
+
+def auth_failure(event: int, pid: int, endpoint: str, keypair: keys.KeyPair) -> Optional[AuthenticationError]:
+    """The AuthenticationError a monitor event means, or None if it means none."""
+    text = _AUTH_FAILURES.get(event)
+    if text is None:
+        return None
+    return AuthenticationError(f"pid {pid} at {endpoint}: {text.format(key=keys.fingerprint(keypair.public))}")
+
+
+class _Reconnected(Exception):
+    """Raised inside a wait: the channel reconnected since the request was sent."""
+
+
 class Channel:
-    """A CURVE DEALER socket to one target, plus its monitor. Not thread-safe by itself."""
+    """A CURVE DEALER socket to one target, plus its monitor. Not thread-safe by itself.
+
+    ``recovery`` is the channel to ask about a lost reply (``outcome`` is a server op, so
+    a pause's lane asks through its session's main channel); None: this one.
+    """
 
     def __init__(self, context: zmq.Context, info: Dict[str, Any], keypair: keys.KeyPair) -> None:
         self.info = info
@@ -52,23 +160,9 @@ class Channel:
         self.endpoint = info["endpoint"]
         self.local = _is_loopback(self.endpoint)
         self.keypair = keypair
-        self.socket = context.socket(zmq.DEALER)
-        self.socket.curve_serverkey = info["server_key"].encode("ascii")
-        self.socket.curve_publickey = keypair.public.encode("ascii")
-        self.socket.curve_secretkey = keypair.secret.encode("ascii")
-        self.socket.setsockopt(zmq.LINGER, 0)
-        self.socket.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
-        self.socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
-        if self.endpoint.startswith("tcp://["):
-            self.socket.setsockopt(zmq.IPV6, 1)
-        self.monitor = self.socket.get_monitor_socket(
-            zmq.EVENT_HANDSHAKE_SUCCEEDED
-            | zmq.EVENT_HANDSHAKE_FAILED_AUTH
-            | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
-            | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-            | zmq.EVENT_DISCONNECTED
-        )
-        self.socket.connect(self.endpoint)
+        self.routing_id = new_routing_id()
+        self.socket, self.monitor = open_dealer(context, info, keypair, self.routing_id)
+        self.recovery: Optional[Channel] = None
         self.connected = False
         self.closed = False
         self.failure: Optional[Exception] = None
@@ -96,8 +190,10 @@ class Channel:
                 self.connected = True
                 self.handshakes += 1
             elif event in _AUTH_FAILURES:
-                text = _AUTH_FAILURES[event].format(key=keys.fingerprint(self.keypair.public))
-                self.fail(AuthenticationError(f"pid {self.pid} at {self.endpoint}: {text}"))
+                if self.local and not keys.process_alive(self.pid):  # it died mid-handshake: no key problem
+                    self.fail(SessionLost(f"the target process {self.pid} has exited"))
+                else:
+                    self.fail(auth_failure(event, self.pid, self.endpoint, self.keypair))  # type: ignore[arg-type]
             elif event == zmq.EVENT_DISCONNECTED:
                 self.connected = False
         if self.failure is not None:
@@ -108,6 +204,17 @@ class Channel:
             if not keys.process_alive(self.pid):
                 self.fail(SessionLost(f"the target process {self.pid} has exited"))
                 raise self.failure  # type: ignore[misc]
+
+    def wait_connected(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the first handshake; whether it succeeded
+        (a refused key or a dead target raise)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.check_events()
+            left = deadline - time.monotonic()
+            if self.connected or left <= 0:
+                return self.connected
+            self.monitor.poll(max(1, int(left * 1000)))
 
     def fail(self, exc: Exception) -> None:
         """Record a permanent failure and stop the socket from retrying."""
@@ -120,12 +227,7 @@ class Channel:
         if self.closed:
             return
         self.closed = True
-        try:
-            self.socket.disable_monitor()
-        except zmq.ZMQError:
-            pass
-        self.monitor.close(linger=0)
-        self.socket.close(linger=0)
+        close_monitored(self.socket, self.monitor)
 
     # --- request / reply -----------------------------------------------------------------
 
@@ -137,7 +239,7 @@ class Channel:
             raise self.failure
         if self.closed:
             raise SessionLost("the session is closed")
-        request_id = next(_request_ids)
+        request_id = next_request_id()
         msg = protocol.request_message(request_id, op, args, frames, pause_id=pause_id, release=release,
                                        bulk=bulk, bulk_in=bulk_in)
         if frames:
@@ -156,6 +258,20 @@ class Channel:
         served has ended, see lanes.py) the wait ends with NotPaused.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        header, values = self._receive(deadline, timeout, want_id=want_id, on_other=on_other,
+                                        still_valid=still_valid)  # type: ignore[misc]
+        return finish_reply(header, values, self.bulk, self.pid)
+
+    def _receive(self, deadline: Optional[float], timeout: Optional[float], *, want_id: Optional[int] = None,
+                 on_other: Optional[Callable[[Dict[str, Any], List[Any]], None]] = None,
+                 still_valid: Optional[Callable[[], bool]] = None, since: int = 0,
+                 until: Optional[float] = None) -> Optional[Tuple[Dict[str, Any], List[Any]]]:
+        """The raw reply to ``want_id`` (error replies included), or any message.
+
+        RequestTimeout at ``deadline``; None at ``until`` (a soft end: the caller wants a
+        turn); _Reconnected once the channel has reconnected after handshake ``since``
+        (0: do not watch).
+        """
         sock = self.socket
         waited = False
         while True:
@@ -163,14 +279,21 @@ class Channel:
             # key, a dead peer): a reply that is already there needs no check.
             if waited or not self.connected:
                 self.check_events()
+                if since and self.handshakes > since:
+                    raise _Reconnected()
             elif self.failure is not None:
                 raise self.failure
             waited = True
             # Slices, so that Ctrl-C, monitor events and liveness checks get a turn. Until the
             # first handshake they are short: a refused key must fail within milliseconds.
             slice_ms = POLL_SLICE_MS if self.connected else FIRST_HANDSHAKE_SLICE_MS
+            now = time.monotonic()
+            if until is not None:
+                if now >= until:
+                    return None
+                slice_ms = min(slice_ms, max(1, int((until - now) * 1000)))
             if deadline is not None:
-                left = deadline - time.monotonic()
+                left = deadline - now
                 if left <= 0:
                     if want_id is not None:
                         self.abandoned.add(want_id)
@@ -203,26 +326,70 @@ class Channel:
             if want_id is not None and rid != want_id:
                 if rid in self.abandoned:
                     self.abandoned.discard(rid)
-                    _drop_bulk(header)
+                    drop_bulk(header)
                 elif on_other is not None:
                     on_other(header, values)
                 continue
-            if not header.get("ok", True) and "error" in header:
-                raise error_from_reply(header["error"])
-            if "bulk" in header:  # big buffers came outside the CURVE message
-                values = self._import_bulk(header["bulk"], values)
             return header, values
+
+    def _await(self, request_id: int, timeout: Optional[float], still_valid: Optional[Callable[[], bool]],
+               since: int) -> Tuple[Dict[str, Any], List[Any]]:
+        """The raw reply to ``request_id``; after a reconnect, recovered through ``outcome``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        recheck_at: Optional[float] = None
+        unseen = 0
+        while True:
+            try:
+                # A request sent before the first handshake went out on it: only a later
+                # handshake is a reconnect.
+                got = self._receive(deadline, timeout, want_id=request_id, still_valid=still_valid,
+                                    since=max(since, 1), until=recheck_at)
+                if got is not None:
+                    return got
+            except _Reconnected:
+                since = self.handshakes
+            state, reply = self._outcome(request_id, deadline)
+            if reply is not None:
+                self.abandoned.add(request_id)  # the original may still come on this socket
+                return reply
+            recheck_at = None
+            if state == "unseen":
+                unseen += 1
+                if unseen < 2:
+                    recheck_at = time.monotonic() + UNSEEN_RECHECK_S
+                    continue
+            if state in ("running", "retry"):
+                continue
+            self.abandoned.add(request_id)
+            raise lost_reply(state, request_id, self.pid)
+
+    def _outcome(self, request_id: int, deadline: Optional[float]) -> Tuple[str, Optional[Tuple[Dict[str, Any], List[Any]]]]:
+        """Ask the target what became of ``request_id``: (state, the reply when it kept it).
+        State "retry": no answer yet (the next reconnect asks again)."""
+        ask = self.recovery or self
+        args: Dict[str, Any] = {"id": request_id}
+        if ask is not self:
+            args["channel"] = self.routing_id.hex()
+        late: List[Tuple[Dict[str, Any], List[Any]]] = []
+
+        def keep_original(header: Dict[str, Any], values: List[Any]) -> None:
+            if header.get("id") == request_id:
+                late.append((header, values))
+
+        limit = OUTCOME_TIMEOUT_S if deadline is None else max(0.001, min(OUTCOME_TIMEOUT_S, deadline - time.monotonic()))
+        try:
+            outcome_id = ask.send("outcome", args)
+            header, values = ask._receive(time.monotonic() + limit, limit, want_id=outcome_id,
+                                          on_other=keep_original if ask is self else None)  # type: ignore[misc]
+        except RequestTimeout:
+            return "retry", None
+        if late:
+            return "done", late[0]
+        return outcome_state(header, values)
 
     def _import_bulk(self, descriptor: Dict[str, Any], values: List[Any]) -> List[Any]:
         """Map / receive the buffers a reply's bulk descriptor names (progress bar if slow)."""
-        from .progress import transfer_progress
-
-        peer = self.bulk or bulk.BulkPeer()
-        total = bulk.total_bytes(descriptor)
-        with transfer_progress(total, f"pid {self.pid}: receiving") as report:
-            frames = bulk.import_frames(descriptor, [b""] + list(values), connect=peer.connect, progress=report)
-        peer.count(descriptor)
-        return frames[1:]
+        return import_bulk(descriptor, values, self.bulk, self.pid)
 
     def request(self, op: str, args: Optional[Dict[str, Any]] = None, frames: Optional[List[Any]] = None, *,
                 timeout: Optional[float] = 30.0, pause_id: Optional[int] = None,
@@ -234,86 +401,51 @@ class Channel:
         the bulk fields are added here: big reply buffers may come outside the CURVE
         message, and big ``frames`` of this request go outside it.
         """
-        peer = self.bulk
-        mode = peer.mode if peer is not None and peer.mode != "curve" else None
-        descriptor = upload = None
+        out = Outgoing(self.bulk, frames, self.pid)
         try:
-            if mode is not None and frames:
-                exported, descriptor, transfer = bulk.export_frames([b""] + list(frames), mode,
-                                                                    threshold=peer.threshold)  # type: ignore[union-attr]
-                if descriptor is not None:
-                    frames = exported[1:]
-                if transfer is not None:
-                    try:
-                        upload = _Upload(peer, transfer, self.pid)  # type: ignore[arg-type]
-                    except BaseException:  # no data port, refused: nothing was sent
-                        transfer.close()
-                        raise
-            request_id = self.send(op, args, frames, pause_id=pause_id, release=release, bulk=mode,
-                                   bulk_in=descriptor)
-            if upload is not None:
-                upload.start()
+            since = self.handshakes
+            request_id = self.send(op, args, out.frames, pause_id=pause_id, release=release, bulk=out.mode,
+                                   bulk_in=out.descriptor)
+            out.sent()
             try:
-                header, values = self.receive(timeout, want_id=request_id, still_valid=still_valid)
+                header, values = self._await(request_id, timeout, still_valid, since)
             except BaseException:
                 self.abandoned.add(request_id)
                 raise
         finally:
-            if upload is not None:
-                upload.finish()
-            if descriptor is not None:
-                bulk.release(descriptor)  # segments the target did not map are gone now
-        if descriptor is not None:
-            peer.stats["uploads"] += 1  # type: ignore[union-attr]
-            peer.count(descriptor)  # type: ignore[union-attr]
+            out.close()
+        header, values = finish_reply(header, values, self.bulk, self.pid)
+        out.count()
         return header.get("result"), values
 
 
-class _Upload:
-    """Sends one upload through the target's data port beside the request's reply wait."""
-
-    def __init__(self, peer: bulk.BulkPeer, transfer: bulk.Transfer, pid: int) -> None:
-        import threading
-
-        from .progress import Progress
-
-        if peer.data_address is None:
-            raise bulk.BulkError("the target offered no data port")
-        self.sock = bulk.open_upload(peer.data_address, transfer.token)
-        self.transfer = transfer
-        self.error: Optional[BaseException] = None
-        self.progress = Progress(sum(b.nbytes for b in transfer.buffers), f"pid {pid}: sending")
-        self.thread = threading.Thread(target=self._run, name="framebridge-upload", daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def _run(self) -> None:
+def outcome_state(header: Dict[str, Any], values: List[Any]) -> Tuple[str, Optional[Tuple[Dict[str, Any], List[Any]]]]:
+    """An ``outcome`` reply read: (state, the original reply when the target kept it)."""
+    if not header.get("ok", True):
+        error = header.get("error") or {}
+        return ("unsupported" if error.get("type") in ("UnknownOp", "ProtocolError") else "retry"), None
+    state = str((header.get("result") or {}).get("state", "forgotten"))
+    if state == "done" and values:
         try:
-            bulk.send_transfer(self.sock, self.transfer, self.progress)
-        except BaseException as exc:  # the target refused or went away: the reply says why
-            self.error = exc
-
-    def finish(self) -> None:
-        """After the reply (or an interruption): stop streaming if it still is, close."""
-        import socket as _socket
-
-        if self.thread.is_alive():
-            try:
-                self.sock.shutdown(_socket.SHUT_RDWR)  # unblocks a sendall the target never read
-            except OSError:
-                pass
-            self.thread.join(5.0)
-        self.progress.close(self.error is None)
-        self.sock.close()
-        self.transfer.close()
+            return "done", protocol.split_message(values)
+        except protocol.ProtocolError:
+            return "forgotten", None
+    return state, None
 
 
-def _drop_bulk(header: Dict[str, Any]) -> None:
-    """An abandoned reply's shared-memory ring is unlinked at once (same user)."""
-    descriptor = header.get("bulk")
-    if isinstance(descriptor, dict) and descriptor.get("mode") == "shm":
-        bulk.unlink_own_segment(descriptor.get("ring"))
+def lost_reply(state: str, request_id: int, pid: int) -> ReplyLost:
+    """The ReplyLost for an outcome that delivers nothing."""
+    head = f"pid {pid}: the connection dropped while request {request_id} was in flight"
+    if state == "ran":
+        return ReplyLost(f"{head}; it ran, but its reply was too big to keep: ask for the result again", ran=True)
+    if state == "unseen":
+        return ReplyLost(f"{head}, and the target never received it: nothing ran; run it again if you "
+                         f"still want it", ran=False)
+    if state == "unsupported":
+        return ReplyLost(f"{head}; this target cannot tell whether it ran (an older framebridge): "
+                         f"check the frame's state before running it again")
+    return ReplyLost(f"{head}; the target no longer knows whether it ran: check the frame's state "
+                     f"before running it again")
 
 
 def _is_loopback(endpoint: str) -> bool:
@@ -336,14 +468,10 @@ def handshake(channel: Channel, timeout: float) -> Dict[str, Any]:
 
 def negotiate_bulk(channel: Channel, timeout: float) -> Optional[bulk.BulkPeer]:
     """Choose this session's bulk path (``BRIDGE_BULK`` = shm | aes | curve forces one)."""
-    forced = os.environ.get("BRIDGE_BULK") or None
-    if forced == "curve":
+    if os.environ.get("BRIDGE_BULK") == "curve":
         return None
     try:
         offer, _ = channel.request("bulk_hello", timeout=timeout)
     except RemoteError:  # an older target: everything over CURVE
         return None
-    peer = bulk.BulkPeer.negotiate(offer, protocol.endpoint_host(channel.endpoint), loopback=channel.local,
-                                   forced=forced)
-    return None if peer.mode == "curve" else peer
-
+    return choose_bulk(offer, channel.endpoint, channel.local)

@@ -1,0 +1,402 @@
+"""A target served by the I/O loop: its events, and requests of which many may be in flight.
+
+Every session has a :class:`Link`: the I/O loop (client/io_loop.py) reads the target's
+events from it for the session's pause state, and a group sends a request to N members
+as N :meth:`Link.submit` calls (N sends on the loop thread) and one gather of their
+:class:`PendingReply` objects, each with a deadline of its own.
+
+A link talks to its target through a :class:`Port`. :class:`DirectPort` dials the
+target's server socket (a CURVE DEALER, the only kind on this branch); a connection the
+target dialed (a hub in the notebook) is another Port, and nothing above this module
+needs to know which (docs/groups.md, "A member's connection"). Everything a Port does
+runs on the loop thread; its sockets are touched by no other thread.
+
+A link holds no reference to its session, so a session nobody holds is collected (its
+finalizer closes the link) while the loop keeps polling the others.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
+
+import zmq
+from zmq.utils.monitor import parse_monitor_message
+
+from bridge import keys, protocol
+
+from .bulk_path import drop_bulk
+from .errors import RequestTimeout, SessionLost
+from .events import EventFeed
+from .io_loop import IOLoop, io_loop
+from .transport import auth_failure, close_monitored, lost_reply, new_routing_id, next_request_id, open_dealer, outcome_state
+
+#: How often the link checks that a target on this host still runs.
+ALIVE_CHECK_S = 0.5
+#: After a reconnect, an ``unseen`` request is asked about once more this much later.
+UNSEEN_RECHECK_S = 0.3
+
+Raw = Tuple[Dict[str, Any], List[Any]]
+
+
+class PortSink(Protocol):
+    """What a Port reports to (its :class:`Link`); called on the loop thread only."""
+
+    def on_message(self, frames: List[Any]) -> None:
+        """A whole message from the target: header frame first, then value frames."""
+
+    def on_connected(self) -> None:
+        """A handshake with the target succeeded: the first one, or a reconnect."""
+
+    def on_failure(self, exc: BaseException) -> None:
+        """The port gave up for good (a refused key, a vanished peer): ``exc`` says why."""
+
+    def on_tick(self, now: float) -> None:
+        """The loop's timer (every io_loop.TICK_S seconds)."""
+
+
+class Port(Protocol):
+    """One target's message path, as a Link uses it. Every method runs on the loop thread.
+
+    A Port delivers whole messages to its sink, reports each successful handshake (so the
+    link re-subscribes to events and asks about requests in flight after a reconnect)
+    and its permanent failure, and keeps one ``routing_id`` across reconnects: the
+    target's reply cache (bridge/outcomes.py) knows the client's replies by it.
+    """
+
+    #: Where the target is, for messages ("tcp://127.0.0.1:40123").
+    where: str
+    #: The target's pid when it runs on this host (the link checks that it lives), else None.
+    local_pid: Optional[int]
+    #: The id the target knows this connection by.
+    routing_id: bytes
+
+    def start(self, loop: IOLoop, sink: PortSink) -> None:
+        """Begin delivering to ``sink`` (register with ``loop`` whatever must be polled)."""
+
+    def send(self, frames: List[Any]) -> None:
+        """Queue one message to the target; never blocks (raise if it cannot be queued)."""
+
+    def close(self) -> None:
+        """Stop and release everything (never blocks); no sink call follows."""
+
+
+class DirectPort:
+    """A Port that dials the target's server socket: a CURVE DEALER and its monitor.
+
+    The sockets are made on the calling thread (so that ResourceLimit reaches the
+    caller), then used by the loop thread only.
+    """
+
+    def __init__(self, info: Dict[str, Any], keypair: keys.KeyPair, context: zmq.Context) -> None:
+        self.where = str(info["endpoint"])
+        self.pid = int(info["pid"])
+        host = protocol.endpoint_host(self.where)
+        self.local_pid: Optional[int] = self.pid if host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.") else None
+        self.keypair = keypair
+        self.routing_id = new_routing_id()
+        self.socket, self.monitor = open_dealer(context, info, keypair, self.routing_id)
+        self._loop: Optional[IOLoop] = None
+        self._sink: Optional[PortSink] = None
+        self._closed = False
+
+    def start(self, loop: IOLoop, sink: PortSink) -> None:
+        self._loop, self._sink = loop, sink
+        loop.add(self)
+
+    def send(self, frames: List[Any]) -> None:
+        small = all(type(f) is bytes for f in frames)
+        self.socket.send_multipart(frames, zmq.NOBLOCK, copy=small)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._sink = None
+        if self._loop is not None:
+            self._loop.remove(self)  # the loop closes the sockets (on_removed)
+        else:
+            self.on_removed()
+
+    # --- Pollable (io_loop.py) -----------------------------------------------------------------
+
+    def poll_items(self) -> Sequence[Any]:
+        return (self.socket, self.monitor)
+
+    def on_readable(self, item: Any) -> None:
+        if item is self.monitor:
+            self._read_monitor()
+            return
+        sock = self.socket
+        while self._sink is not None and not sock.closed and sock.get(zmq.EVENTS) & zmq.POLLIN:
+            self._sink.on_message(protocol.recv_parts(sock, zmq.NOBLOCK, 1))
+
+    def on_tick(self, now: float) -> None:
+        if self._sink is not None:
+            self._sink.on_tick(now)
+
+    def on_removed(self) -> None:
+        close_monitored(self.socket, self.monitor)
+
+    def _read_monitor(self) -> None:
+        monitor = self.monitor
+        while self._sink is not None and not monitor.closed and monitor.get(zmq.EVENTS) & zmq.POLLIN:
+            event = parse_monitor_message(monitor.recv_multipart(zmq.NOBLOCK))["event"]
+            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self._sink.on_connected()
+            else:
+                failure = auth_failure(event, self.pid, self.where, self.keypair)
+                if failure is not None and self.local_pid is not None and not keys.process_alive(self.local_pid):
+                    failure = SessionLost(f"the target process {self.pid} has exited")  # died mid-handshake
+                if failure is not None:  # the key will not change: no retry storm
+                    sink = self._sink
+                    self.close()
+                    sink.on_failure(failure)
+
+
+class PendingReply:
+    """A request in flight on a link. :meth:`raw` waits for it until its own deadline."""
+
+    __slots__ = ("id", "op", "pid", "deadline", "timeout", "header", "values", "error", "callback",
+                 "unseen", "_event", "_link")
+
+    def __init__(self, link: "Link", request_id: int, op: str, timeout: Optional[float],
+                 callback: Optional[Callable[["PendingReply"], None]] = None) -> None:
+        self.id = request_id
+        self.op = op
+        self.pid = link.pid
+        self.timeout = timeout
+        self.deadline = None if timeout is None else time.monotonic() + timeout
+        self.header: Optional[Dict[str, Any]] = None
+        self.values: List[Any] = []
+        self.error: Optional[BaseException] = None
+        #: Called on the loop thread when the request ends (requests the link makes itself).
+        self.callback = callback
+        self.unseen = 0
+        self._event = threading.Event()
+        self._link = link
+
+    @property
+    def done(self) -> bool:
+        """Whether the reply (or a failure) is in."""
+        return self._event.is_set()
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Wait up to ``timeout`` seconds for the reply (or a failure); whether it is in."""
+        return self._event.wait(timeout)
+
+    def raw(self) -> Raw:
+        """The reply's (header, values), error replies included; raises RequestTimeout at
+        the deadline, or the link's failure (SessionLost, AuthenticationError, ReplyLost)."""
+        while not self._event.is_set():
+            left = None if self.deadline is None else self.deadline - time.monotonic()
+            if left is not None and left <= 0:
+                self._link.abandon(self)
+                if not self._event.is_set():
+                    raise RequestTimeout(f"pid {self.pid} did not answer within {self.timeout:g}s (still "
+                                         f"running a long operation? pass a larger timeout)")
+                break
+            self._event.wait(0.2 if left is None else min(left, 0.2))  # slices: Ctrl-C gets a turn
+        if self.error is not None:
+            raise self.error
+        return self.header, self.values  # type: ignore[return-value]
+
+    # --- the loop thread ----------------------------------------------------------------------
+
+    def complete(self, header: Dict[str, Any], values: List[Any]) -> None:
+        if self._event.is_set():
+            return
+        self.header, self.values = header, values
+        self._finish()
+
+    def fail(self, exc: BaseException) -> None:
+        if self._event.is_set():
+            return
+        self.error = exc
+        self._finish()
+
+    def _finish(self) -> None:
+        if self.callback is not None:
+            try:
+                self.callback(self)
+            finally:
+                self._event.set()
+        else:
+            self._event.set()
+
+
+def gather(pending: Sequence[PendingReply]) -> None:
+    """Wait until every request has its reply or has passed its own deadline."""
+    for p in pending:
+        if not p.done:
+            left = None if p.deadline is None else max(0.0, p.deadline - time.monotonic())
+            p.wait(left)
+
+
+class Link:
+    """One target served by the I/O loop: a :class:`Port`, the requests in flight on it,
+    and the :class:`EventFeed` its events go to. Thread-safe: :meth:`submit` and
+    :meth:`close` from any thread; the rest runs on the loop thread."""
+
+    def __init__(self, port: Port, feed: EventFeed, pid: int, loop: Optional[IOLoop] = None) -> None:
+        self.port = port
+        self.feed = feed
+        self.pid = pid
+        self.loop = loop or io_loop()
+        #: Why the link gave up (requests then fail with it at once).
+        self.failure: Optional[BaseException] = None
+        #: Successful handshakes so far (more than one: it reconnected).
+        self.handshakes = 0
+        self.subscribed = False
+        self._pending: Dict[int, PendingReply] = {}
+        self._rechecks: List[Tuple[float, PendingReply]] = []
+        self._next_alive_check = 0.0
+        self._closed = False
+
+    def open(self) -> None:
+        """Start the port on the loop thread."""
+        self.loop.call(self.port.start, self.loop, self)
+
+    # --- any thread ---------------------------------------------------------------------------
+
+    def submit(self, op: str, args: Optional[Dict[str, Any]] = None, frames: Optional[List[Any]] = None, *,
+               timeout: Optional[float] = 30.0, pause_id: Optional[int] = None,
+               release: Optional[List[List[int]]] = None, bulk: Optional[str] = None,
+               bulk_in: Optional[Dict[str, Any]] = None,
+               callback: Optional[Callable[[PendingReply], None]] = None) -> PendingReply:
+        """Send a request (on the loop thread, soon); its PendingReply at once."""
+        request_id = next_request_id()
+        pending = PendingReply(self, request_id, op, timeout, callback)
+        if self.failure is not None or self._closed:
+            pending.fail(self.failure or SessionLost("this session is closed; attach again"))
+            return pending
+        message = protocol.request_message(request_id, op, args, frames, pause_id=pause_id, release=release,
+                                           bulk=bulk, bulk_in=bulk_in)
+        self._pending[request_id] = pending
+        self.loop.call(self._send, pending, message)
+        return pending
+
+    def abandon(self, pending: PendingReply) -> None:
+        """The caller stopped waiting: a late reply is dropped."""
+        self._pending.pop(pending.id, None)
+
+    def close(self) -> None:
+        """Fail what is in flight and close the port (never blocks; safe from finalizers)."""
+        if not self._closed:
+            self._closed = True
+            self.loop.call(self._close)
+
+    def subscribe(self, timeout: Optional[float]) -> PendingReply:
+        """Subscribe to the target's events; the reply's pauses replace the pause state."""
+        return self.submit("subscribe", timeout=timeout, callback=self._subscribed)
+
+    # --- the loop thread ----------------------------------------------------------------------
+
+    def _send(self, pending: PendingReply, message: List[Any]) -> None:
+        if pending.done:
+            return
+        if self.failure is not None:
+            self._pending.pop(pending.id, None)
+            pending.fail(self.failure)
+            return
+        try:
+            self.port.send(message)
+        except zmq.ZMQError as exc:
+            self._pending.pop(pending.id, None)
+            pending.fail(SessionLost(f"pid {self.pid}: cannot send to {self.port.where} ({exc})"))
+
+    def _subscribed(self, pending: PendingReply) -> None:
+        header = pending.header
+        if header is not None and header.get("ok", True):
+            self.subscribed = True
+            self.feed.reset((header.get("result") or {}).get("paused") or [])
+
+    def _close(self) -> None:
+        self._fail_pending(SessionLost("this session is closed; attach again"))
+        self.port.close()
+
+    def fail(self, exc: BaseException) -> None:
+        """Give up for good: every request in flight fails with ``exc``, the session hears it."""
+        if self.failure is None:
+            self.failure = exc
+        self._fail_pending(exc)
+        self.port.close()
+        if not self._closed:
+            self.feed.lost(exc)
+
+    def _fail_pending(self, exc: BaseException) -> None:
+        pending = list(self._pending.values())
+        self._pending.clear()
+        self._rechecks.clear()
+        for p in pending:
+            p.fail(exc)
+
+    # PortSink
+
+    def on_message(self, frames: List[Any]) -> None:
+        try:
+            header, values = protocol.split_message(frames)
+        except protocol.ProtocolError:
+            return  # not for anyone: a request that waits for it times out and says so
+        event = header.get("event")
+        if event is not None and "id" not in header:
+            if isinstance(event, str):
+                self.feed.deliver(event, header)
+            return
+        pending = self._pending.pop(header.get("id"), None)  # type: ignore[arg-type]
+        if pending is None:
+            drop_bulk(header)  # abandoned: its shared-memory ring is unlinked at once
+            return
+        pending.complete(header, values)
+
+    def on_connected(self) -> None:
+        self.handshakes += 1
+        if self.handshakes == 1 or self._closed:
+            return
+        # Reconnected: the target may have forgotten our subscription, and replies sent
+        # while we were away are lost; ask what became of each request in flight.
+        if self.subscribed:
+            self.subscribe(timeout=10.0)
+        for pending in list(self._pending.values()):
+            if pending.callback is None:
+                self._ask_outcome(pending)
+
+    def on_failure(self, exc: BaseException) -> None:
+        self.fail(exc)
+
+    def on_tick(self, now: float) -> None:
+        if self.failure is not None or self._closed:
+            return
+        local = self.port.local_pid
+        if local is not None and now >= self._next_alive_check:
+            self._next_alive_check = now + ALIVE_CHECK_S
+            if not keys.process_alive(local):
+                self.fail(SessionLost(f"the target process {local} has exited"))
+                return
+        if self._rechecks:
+            due = [p for at, p in self._rechecks if at <= now]
+            self._rechecks = [(at, p) for at, p in self._rechecks if at > now]
+            for p in due:
+                if not p.done:
+                    self._ask_outcome(p)
+
+    # lost replies (bridge/outcomes.py)
+
+    def _ask_outcome(self, pending: PendingReply) -> None:
+        self.submit("outcome", {"id": pending.id}, timeout=10.0,
+                    callback=lambda answer: self._outcome_answered(pending, answer))
+
+    def _outcome_answered(self, pending: PendingReply, answer: PendingReply) -> None:
+        if pending.done or answer.header is None:
+            return  # answered meanwhile; or no answer yet (the next reconnect asks again)
+        state, reply = outcome_state(answer.header, answer.values)
+        if reply is not None:
+            self._pending.pop(pending.id, None)
+            pending.complete(*reply)
+        elif state == "unseen" and pending.unseen == 0:
+            pending.unseen = 1  # its bytes may still come out of the old connection: ask again
+            self._rechecks.append((time.monotonic() + UNSEEN_RECHECK_S, pending))
+        elif state not in ("running", "retry"):
+            self._pending.pop(pending.id, None)
+            pending.fail(lost_reply(state, pending.id, self.pid))
