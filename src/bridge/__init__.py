@@ -5,7 +5,8 @@
 
 Light on purpose (pyzmq + cryptography, no IPython): it goes into production jobs.
 Configuration by environment: BRIDGE_HOST, BRIDGE_PORT, BRIDGE_RUNTIME_DIR,
-BRIDGE_CONFIG_DIR, BRIDGE_WAIT_TIMEOUT.
+BRIDGE_CONFIG_DIR, BRIDGE_WAIT_TIMEOUT; BRIDGE_CHILDREN=1 makes a new interpreter
+attachable at start-up (set by ``listen(children=True)`` for the children).
 """
 
 from __future__ import annotations
@@ -42,12 +43,21 @@ def set_trace(frame: Optional[FrameType] = None, *, timeout: Optional[float] = N
     tracing_hook.after_pause(frames[0] if frames else frame, action)
 
 
-def listen(host: str = "127.0.0.1", port: int = 0) -> str:
-    """Make this process attachable without pausing; return the endpoint. Idempotent."""
+def listen(host: str = "127.0.0.1", port: int = 0, *, children: bool = False) -> str:
+    """Make this process attachable without pausing; return the endpoint. Idempotent.
+
+    ``children=True``: the processes it starts from now on become attachable too
+    (``multiprocessing`` with any start method, ``concurrent.futures``, ``subprocess``
+    running Python with framebridge installed; see bridge/children.py).
+    """
     from . import server, tracing_hook
 
     srv = server.get_server(host if host != "127.0.0.1" else None, port or None)
     tracing_hook.enable_pause_on_demand()
+    if children:
+        from . import children as child_processes
+
+        child_processes.enable()
     return srv.endpoint
 
 

@@ -1,4 +1,4 @@
-"""``python -m bridge [--wait] script.py [args...]`` / ``python -m bridge [--wait] -m pkg.mod [args...]``
+"""``python -m bridge [--wait] [--children] script.py [args...]`` / ``python -m bridge [...] -m pkg.mod [args...]``
 
 Runs a program the way ``python`` would (``sys.argv``, a fresh ``__main__`` module,
 ``sys.path[0]``, the exit code) but attachable from the start (``bridge.listen()``),
@@ -6,6 +6,7 @@ with post-mortem on an unhandled exception: the traceback is printed as Python p
 it, then the raising frame is paused so a client can inspect it; once the client
 continues, the process exits with status 1. ``SystemExit`` and ``KeyboardInterrupt``
 are not paused. ``--wait`` pauses before the program's first line (reason ``"start"``).
+``--children`` makes the processes the program starts attachable too (bridge/children.py).
 Threads get post-mortem through ``threading.excepthook`` (``bridge.install_excepthook``).
 """
 
@@ -16,14 +17,16 @@ import sys
 import types
 from typing import List, NoReturn, Optional, Tuple
 
-USAGE = """usage: python -m bridge [--wait] script.py [args...]
-       python -m bridge [--wait] -m module [args...]
+USAGE = """usage: python -m bridge [--wait] [--children] script.py [args...]
+       python -m bridge [--wait] [--children] -m module [args...]
 
 Run a Python program attachable by framebridge clients, pausing post-mortem on an
 unhandled exception.
 
-  --wait     pause before the first line until a client continues
-  -m MODULE  run a library module as a script (like python -m)
+  --wait      pause before the first line until a client continues
+  --children  make the processes it starts attachable too (multiprocessing,
+              concurrent.futures, subprocess running Python)
+  -m MODULE   run a library module as a script (like python -m)
 """
 
 _BRIDGE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -34,9 +37,9 @@ def _usage_error(message: str) -> NoReturn:
     sys.exit(2)
 
 
-def parse_args(argv: List[str]) -> Tuple[bool, Optional[str], Optional[str], List[str]]:
-    """(wait, script, module, program args) from the runner's own arguments."""
-    wait = False
+def parse_args(argv: List[str]) -> Tuple[bool, bool, Optional[str], Optional[str], List[str]]:
+    """(wait, children, script, module, program args) from the runner's own arguments."""
+    wait = children = False
     i = 0
     while i < len(argv):
         a = argv[i]
@@ -45,16 +48,18 @@ def parse_args(argv: List[str]) -> Tuple[bool, Optional[str], Optional[str], Lis
             sys.exit(0)
         if a == "--wait":
             wait = True
+        elif a == "--children":
+            children = True
         elif a == "-m":
             if i + 1 >= len(argv):
                 _usage_error("-m needs a module name")
-            return wait, None, argv[i + 1], argv[i + 2:]
+            return wait, children, None, argv[i + 1], argv[i + 2:]
         elif a.startswith("-m") and len(a) > 2:
-            return wait, None, a[2:], argv[i + 1:]
+            return wait, children, None, a[2:], argv[i + 1:]
         elif a.startswith("-") and a != "-":
             _usage_error(f"unknown option {a!r}")
         else:
-            return wait, a, None, argv[i + 1:]
+            return wait, children, a, None, argv[i + 1:]
         i += 1
     _usage_error("no script or module to run")
 
@@ -99,7 +104,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     """Run the program named on the command line; see the module docstring."""
     import bridge
 
-    wait, script, module, args = parse_args(sys.argv[1:] if argv is None else argv)
+    wait, children, script, module, args = parse_args(sys.argv[1:] if argv is None else argv)
     if script is not None:
         code, globs = _script_main(script)
         sys.argv = [script, *args]
@@ -116,7 +121,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     sys.modules["__main__"] = main_module  # pickling and `import __main__` see the program
 
     bridge.install_excepthook()  # threads; the main thread is handled below
-    bridge.listen()  # after sys.argv is set: the connection file shows the program's argv
+    bridge.listen(children=children)  # after sys.argv is set: the connection file shows the program's argv
     if wait:
         from . import tracing_hook
 

@@ -87,8 +87,8 @@ def ensure_fd_headroom(needed: int, what: str) -> None:
             pass
     raise ResourceLimit(
         f"{what} needs about {needed} more file descriptors, and this process has {used} open "
-        f"of its limit of {soft} (ulimit -n; hard limit {hard}): nothing was opened. Close "
-        f"sessions you no longer use, or raise the limit."
+        f"of its limit of {soft} (ulimit -n; hard limit {hard}), keeping {FD_RESERVE} free for "
+        f"its own files: nothing was opened. Close sessions you no longer use, or raise the limit."
     )
 
 

@@ -1,11 +1,13 @@
 """IPython magics: ``%load_ext client`` gives %attach, %where, %%remote, %%jump, %%playground.
 
     %attach 4242            # or %attach: the one paused process; becomes the current session
+    %attach --all [--tree PID] [--wait SECONDS [-n N]]   # a group (client.attach_all): the current group
+    %%remote --all          # the cell runs in every paused member of the current group
     %where                  # the paused stack (selected frame marked)
     %%remote                # the cell runs inside the paused frame; its last expression is shown
     %%jump [--discard]      # the cell runs with the frame mounted; written back unless --discard
     %%playground [--timeout 30]   # the cell runs in a fork() of the target; nothing survives
-    %detach                 # close the current session (the target stays as it is)
+    %detach [--all]         # close the current session (or group); the targets stay as they are
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from bridge import keys
 from bridge.playground_ops import split_last_expression
 
 from .current import current_session, set_current_session
-from .errors import NoSession, RemoteError
+from .errors import NoSession, NotPaused, RemoteError
 
 
 @magics_class
@@ -34,12 +36,21 @@ class BridgeMagics(Magics):
               help="process id, or a connection file path; default: the one paused process")
     @argument("--wait", type=float, default=None, metavar="SECONDS",
               help="wait up to SECONDS for the process to become attachable and to pause")
+    @argument("--all", action="store_true", dest="all",
+              help="attach to every attachable process (or --tree PID) as a group: the current group")
+    @argument("--tree", type=int, default=None, metavar="PID", help="with --all: PID and its descendants")
+    @argument("-n", type=int, default=None, metavar="N",
+              help="with --all --wait: wait until N members are paused (default: all)")
     @line_magic
     def attach(self, line: str) -> Any:
-        """Attach to a target and make it the current session."""
+        """Attach to a target and make it the current session (``--all``: a group)."""
         from .discovery import attach
 
         args = parse_argstring(self.attach, line)
+        if args.all:
+            return _attach_group(args)
+        if args.tree is not None or args.n is not None:
+            raise UsageError("--tree and -n go with --all")
         target: Any = None
         if args.pid is not None:
             target = int(args.pid) if args.pid.isdigit() else args.pid
@@ -54,7 +65,18 @@ class BridgeMagics(Magics):
 
     @line_magic
     def detach(self, line: str) -> None:
-        """Close the current session; the target keeps running or stays paused."""
+        """Close the current session (``--all``: the current group); the targets keep
+        running or stay paused."""
+        if line.strip() == "--all":
+            from .group import set_current_group
+
+            group = set_current_group(None)
+            if group is None:
+                raise UsageError("no current group")
+            count = len(group)
+            group.close()
+            print(f"detached from the group's {count} member{'' if count == 1 else 's'}")
+            return
         previous = set_current_session(None)
         if previous is None:
             raise UsageError("no current session")
@@ -66,9 +88,17 @@ class BridgeMagics(Magics):
         """The selected paused thread's stack, innermost first."""
         return current_session().stack()
 
+    @magic_arguments()
+    @argument("--all", action="store_true", dest="all",
+              help="run the cell in every paused member of the current group (%%attach --all)")
+    @argument("--timeout", type=float, default=None, metavar="SECONDS",
+              help="with --all: how long each member may take (default: the group's)")
     @cell_magic
     def remote(self, line: str, cell: str) -> Any:
         """Run the cell inside the paused frame; show its output and the last expression's value."""
+        args = parse_argstring(self.remote, line)
+        if args.all:
+            return _remote_all(cell, args.timeout)
         session = current_session()
         body, last = _split(cell)
         if body is not None:
@@ -130,6 +160,51 @@ def _attach_waiting(attach: Any, target: Any, wait: Optional[float]) -> Any:
         time.sleep(0.05)  # a connection file appearing has no notification to wait on
 
 
+def _attach_group(args: Any) -> Any:
+    """%attach --all: a group of every attachable process (or a tree), the current group."""
+    from .discovery import attach_all
+    from .group import set_current_group
+
+    if args.pid is not None:
+        raise UsageError("%attach --all takes no pid (use --tree PID for a process and its children)")
+    previous = set_current_group(None)
+    if previous is not None:
+        previous.close()
+    group = attach_all(tree=args.tree)
+    set_current_group(group)
+    if args.wait is not None:
+        group.wait(args.n, timeout=args.wait)
+    return group
+
+
+def _remote_all(cell: str, timeout: Optional[float]) -> Any:
+    """%%remote --all: the cell in every paused member; each member's output under its
+    name, then the last expression's values as one table."""
+    from .group import current_group
+
+    group = current_group()
+    body, last = _split(cell)
+    if not group.paused():
+        raise NotPaused(f"no member of the current group is paused ({len(group)} members)")
+    shown = group.exec(body, timeout=timeout) if body is not None else None
+    values = group.eval(last, timeout=timeout) if last is not None else None
+    names: list = []
+    for part in (shown, values):
+        names += [name for name in (part or ()) if name not in names]
+    for name in names:
+        printed = (shown.values().get(name, "") if shown is not None else "") + \
+            (values.output.get(name, "") if values is not None else "")
+        errors = [part.errors[name] for part in (shown, values) if part is not None and name in part.errors]
+        if printed or errors:
+            sys.stdout.write(f"--- {name} ---\n{printed}")
+            for error in errors[:1]:  # the exec's error: the expression after it did not run
+                sys.stdout.write(f"! {type(error).__name__}: {error}\n")
+    skipped = (values or shown).skipped  # type: ignore[union-attr]
+    if skipped:
+        print(f"({len(skipped)} members not paused: the cell did not run there)")
+    return values
+
+
 def _split(cell: str) -> Any:
     try:
         return split_last_expression(cell)
@@ -143,10 +218,15 @@ def load_ipython_extension(ipython: Any) -> None:
 
 
 def unload_ipython_extension(ipython: Any) -> None:
-    """``%unload_ext client``: detach the current session (the magics stay registered)."""
+    """``%unload_ext client``: detach the current session and group (the magics stay registered)."""
+    from .group import set_current_group
+
     previous = set_current_session(None)
     if previous is not None:
         previous.close()
+    group = set_current_group(None)
+    if group is not None:
+        group.close()
 
 
 __all__ = ["BridgeMagics", "load_ipython_extension", "unload_ipython_extension", "RemoteError"]
