@@ -90,7 +90,8 @@ def test_a_group_of_eight_with_one_failing_and_one_slow_member(target):
         assert out.ok and out[bad] == "rows 3\n"
         assert g.set(total=100).ok is True
         r = g.cont()
-        assert r.ok and set(r.values().values()) == {1} and not g.paused()
+        # A worker that exits at once may do so before its answer leaves: "exited" then.
+        assert r.ok and set(r.values().values()) <= {1, "exited"} and not g.paused()
         for i, w in enumerate(workers):
             assert f"result {i} 100" in w.wait_output(f"result {i} ")
             assert w.wait_exit(10) == 0

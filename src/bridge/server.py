@@ -169,6 +169,10 @@ class Server:
         sock.curve_publickey = public_key
         sock.curve_secretkey = secret_key
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        # Clients keep their routing id across reconnects (docs/protocol.md, "Lost replies"):
+        # the new connection takes the id over. Without this, libzmq keeps the old one and
+        # reads the new connection's first message as its id, losing that request.
+        sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
         sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
         sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
         sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)

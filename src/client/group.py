@@ -25,10 +25,11 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, List, Optional, Protocol, Sequence, Tuple, Union
 
+from bridge import keys
 from bridge.protocol import endpoint_host
 
 from . import proxy
-from .errors import BridgeError, NoSession, PauseTimeout
+from .errors import BridgeError, NoSession, PauseTimeout, SessionLost
 from .link import gather
 from .session import DEFAULT_TIMEOUT, DEFAULT_WAIT_TIMEOUT, NO_VALUE, MemberReply, Session, open_sessions
 from .stacks import StackReport, group_stacks
@@ -308,7 +309,9 @@ class Group:
         return self.request("set", value=values, frame=True, timeout=timeout)
 
     def cont(self, *, timeout: Optional[float] = None) -> GroupResult:
-        """Resume every paused thread of every paused member; each value is the number resumed."""
+        """Resume every paused thread of every paused member; each value is the number
+        resumed, or ``"exited"`` for a member whose process ended before its answer came
+        (a job that finishes right after it is continued can exit before the answer leaves)."""
         members = self.paused()
         result = GroupResult("cont")
         result.skipped = [s.name for s in self.members() if s not in members]
@@ -321,12 +324,17 @@ class Group:
                 except BridgeError as exc:
                     result._fail(session.name, exc)
         gather([reply.pending for _, _, reply in started])
-        counts: Dict[str, int] = {}
+        counts: Dict[str, Any] = {}
         for session, pause, reply in started:
             try:
                 answer, _ = reply.result()
                 session.pause_state.retire(int(answer["thread"]), int(answer["pause_id"]), reset_frame=True)
                 counts[session.name] = counts.get(session.name, 0) + 1
+            except SessionLost as exc:
+                if keys.process_alive(session.pid):
+                    result._fail(session.name, exc)
+                else:
+                    counts.setdefault(session.name, "exited")  # type: ignore[arg-type]
             except BridgeError as exc:
                 if session.name not in result.errors:
                     result._fail(session.name, exc)

@@ -115,9 +115,10 @@ class Lanes:
                 lane.close()
 
 
-def lanes_allowed(channel: Channel, hello: Dict[str, Any]) -> bool:
+def lanes_allowed(channel: Any, hello: Dict[str, Any]) -> bool:
     """Whether this session should try lanes: not turned off, and not through a tunnel
-    (a loopback endpoint whose target runs under another kernel than ours)."""
+    (a loopback endpoint whose target runs under another kernel than ours). ``channel``:
+    the session's direct channel or its link's port (anything with ``local``)."""
     if os.environ.get("BRIDGE_LANES", "1").strip().lower() in ("0", "no", "false", "off"):
         return False
     if not channel.local:

@@ -5,11 +5,9 @@ events from it for the session's pause state, and a group sends a request to N m
 as N :meth:`Link.submit` calls (N sends on the loop thread) and one gather of their
 :class:`PendingReply` objects, each with a deadline of its own.
 
-A link talks to its target through a :class:`Port`. :class:`DirectPort` dials the
-target's server socket (a CURVE DEALER, the only kind on this branch); a connection the
-target dialed (a hub in the notebook) is another Port, and nothing above this module
-needs to know which (docs/groups.md, "A member's connection"). Everything a Port does
-runs on the loop thread; its sockets are touched by no other thread.
+A link talks to its target through a :class:`~client.ports.Port` (client/ports.py: one
+that dials, or one a hub gives), and sends a group's frame requests through each
+pause's lane when it can (client/link_lanes.py).
 
 A link holds no reference to its session, so a session nobody holds is collected (its
 finalizer closes the link) while the loop keeps polling the others.
@@ -19,10 +17,9 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import zmq
-from zmq.utils.monitor import parse_monitor_message
 
 from bridge import keys, protocol
 
@@ -30,7 +27,9 @@ from .bulk_path import drop_bulk
 from .errors import RequestTimeout, SessionLost
 from .events import EventFeed
 from .io_loop import IOLoop, io_loop
-from .transport import auth_failure, close_monitored, lost_reply, new_routing_id, next_request_id, open_dealer, outcome_state
+from .link_lanes import LinkLanes
+from .ports import Port
+from .transport import lost_reply, next_request_id, outcome_state
 
 #: How often the link checks that a target on this host still runs.
 ALIVE_CHECK_S = 0.5
@@ -40,126 +39,11 @@ UNSEEN_RECHECK_S = 0.3
 Raw = Tuple[Dict[str, Any], List[Any]]
 
 
-class PortSink(Protocol):
-    """What a Port reports to (its :class:`Link`); called on the loop thread only."""
-
-    def on_message(self, frames: List[Any]) -> None:
-        """A whole message from the target: header frame first, then value frames."""
-
-    def on_connected(self) -> None:
-        """A handshake with the target succeeded: the first one, or a reconnect."""
-
-    def on_failure(self, exc: BaseException) -> None:
-        """The port gave up for good (a refused key, a vanished peer): ``exc`` says why."""
-
-    def on_tick(self, now: float) -> None:
-        """The loop's timer (every io_loop.TICK_S seconds)."""
-
-
-class Port(Protocol):
-    """One target's message path, as a Link uses it. Every method runs on the loop thread.
-
-    A Port delivers whole messages to its sink, reports each successful handshake (so the
-    link re-subscribes to events and asks about requests in flight after a reconnect)
-    and its permanent failure, and keeps one ``routing_id`` across reconnects: the
-    target's reply cache (bridge/outcomes.py) knows the client's replies by it.
-    """
-
-    #: Where the target is, for messages ("tcp://127.0.0.1:40123").
-    where: str
-    #: The target's pid when it runs on this host (the link checks that it lives), else None.
-    local_pid: Optional[int]
-    #: The id the target knows this connection by.
-    routing_id: bytes
-
-    def start(self, loop: IOLoop, sink: PortSink) -> None:
-        """Begin delivering to ``sink`` (register with ``loop`` whatever must be polled)."""
-
-    def send(self, frames: List[Any]) -> None:
-        """Queue one message to the target; never blocks (raise if it cannot be queued)."""
-
-    def close(self) -> None:
-        """Stop and release everything (never blocks); no sink call follows."""
-
-
-class DirectPort:
-    """A Port that dials the target's server socket: a CURVE DEALER and its monitor.
-
-    The sockets are made on the calling thread (so that ResourceLimit reaches the
-    caller), then used by the loop thread only.
-    """
-
-    def __init__(self, info: Dict[str, Any], keypair: keys.KeyPair, context: zmq.Context) -> None:
-        self.where = str(info["endpoint"])
-        self.pid = int(info["pid"])
-        host = protocol.endpoint_host(self.where)
-        self.local_pid: Optional[int] = self.pid if host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.") else None
-        self.keypair = keypair
-        self.routing_id = new_routing_id()
-        self.socket, self.monitor = open_dealer(context, info, keypair, self.routing_id)
-        self._loop: Optional[IOLoop] = None
-        self._sink: Optional[PortSink] = None
-        self._closed = False
-
-    def start(self, loop: IOLoop, sink: PortSink) -> None:
-        self._loop, self._sink = loop, sink
-        loop.add(self)
-
-    def send(self, frames: List[Any]) -> None:
-        small = all(type(f) is bytes for f in frames)
-        self.socket.send_multipart(frames, zmq.NOBLOCK, copy=small)
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._sink = None
-        if self._loop is not None:
-            self._loop.remove(self)  # the loop closes the sockets (on_removed)
-        else:
-            self.on_removed()
-
-    # --- Pollable (io_loop.py) -----------------------------------------------------------------
-
-    def poll_items(self) -> Sequence[Any]:
-        return (self.socket, self.monitor)
-
-    def on_readable(self, item: Any) -> None:
-        if item is self.monitor:
-            self._read_monitor()
-            return
-        sock = self.socket
-        while self._sink is not None and not sock.closed and sock.get(zmq.EVENTS) & zmq.POLLIN:
-            self._sink.on_message(protocol.recv_parts(sock, zmq.NOBLOCK, 1))
-
-    def on_tick(self, now: float) -> None:
-        if self._sink is not None:
-            self._sink.on_tick(now)
-
-    def on_removed(self) -> None:
-        close_monitored(self.socket, self.monitor)
-
-    def _read_monitor(self) -> None:
-        monitor = self.monitor
-        while self._sink is not None and not monitor.closed and monitor.get(zmq.EVENTS) & zmq.POLLIN:
-            event = parse_monitor_message(monitor.recv_multipart(zmq.NOBLOCK))["event"]
-            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
-                self._sink.on_connected()
-            else:
-                failure = auth_failure(event, self.pid, self.where, self.keypair)
-                if failure is not None and self.local_pid is not None and not keys.process_alive(self.local_pid):
-                    failure = SessionLost(f"the target process {self.pid} has exited")  # died mid-handshake
-                if failure is not None:  # the key will not change: no retry storm
-                    sink = self._sink
-                    self.close()
-                    sink.on_failure(failure)
-
-
 class PendingReply:
     """A request in flight on a link. :meth:`raw` waits for it until its own deadline."""
 
     __slots__ = ("id", "op", "pid", "deadline", "timeout", "header", "values", "error", "callback",
-                 "unseen", "_event", "_link")
+                 "unseen", "thread", "pause_id", "via", "_event", "_link")
 
     def __init__(self, link: "Link", request_id: int, op: str, timeout: Optional[float],
                  callback: Optional[Callable[["PendingReply"], None]] = None) -> None:
@@ -174,6 +58,11 @@ class PendingReply:
         #: Called on the loop thread when the request ends (requests the link makes itself).
         self.callback = callback
         self.unseen = 0
+        #: The paused thread and pause a frame request is for (its lane may carry it).
+        self.thread: Optional[int] = None
+        self.pause_id: Optional[int] = None
+        #: The port it went out by (a lost reply is asked for under that port's id).
+        self.via: Optional[Port] = None
         self._event = threading.Event()
         self._link = link
 
@@ -252,7 +141,10 @@ class Link:
         self._pending: Dict[int, PendingReply] = {}
         self._rechecks: List[Tuple[float, PendingReply]] = []
         self._next_alive_check = 0.0
+        self._seen_dead = False
         self._closed = False
+        #: Lanes to the paused threads, for frame requests (client/link_lanes.py).
+        self.lanes = LinkLanes(self)
 
     def open(self) -> None:
         """Start the port on the loop thread."""
@@ -268,6 +160,8 @@ class Link:
         """Send a request (on the loop thread, soon); its PendingReply at once."""
         request_id = next_request_id()
         pending = PendingReply(self, request_id, op, timeout, callback)
+        if pause_id is not None and args:
+            pending.thread, pending.pause_id = args.get("thread"), pause_id
         if self.failure is not None or self._closed:
             pending.fail(self.failure or SessionLost("this session is closed; attach again"))
             return pending
@@ -300,11 +194,13 @@ class Link:
             self._pending.pop(pending.id, None)
             pending.fail(self.failure)
             return
+        port = self.lanes.port_for(pending.thread, pending.pause_id) or self.port
+        pending.via = port
         try:
-            self.port.send(message)
+            port.send(message)
         except zmq.ZMQError as exc:
             self._pending.pop(pending.id, None)
-            pending.fail(SessionLost(f"pid {self.pid}: cannot send to {self.port.where} ({exc})"))
+            pending.fail(SessionLost(f"pid {self.pid}: cannot send to {port.where} ({exc})"))
 
     def _subscribed(self, pending: PendingReply) -> None:
         header = pending.header
@@ -314,6 +210,7 @@ class Link:
 
     def _close(self) -> None:
         self._fail_pending(SessionLost("this session is closed; attach again"))
+        self.lanes.close_all()
         self.port.close()
 
     def fail(self, exc: BaseException) -> None:
@@ -321,6 +218,7 @@ class Link:
         if self.failure is None:
             self.failure = exc
         self._fail_pending(exc)
+        self.lanes.close_all()
         self.port.close()
         if not self._closed:
             self.feed.lost(exc)
@@ -343,6 +241,8 @@ class Link:
         if event is not None and "id" not in header:
             if isinstance(event, str):
                 self.feed.deliver(event, header)
+                if event == "resumed" and type(header.get("pause_id")) is int:
+                    self.lanes.retire(header["pause_id"])
             return
         pending = self._pending.pop(header.get("id"), None)  # type: ignore[arg-type]
         if pending is None:
@@ -358,9 +258,21 @@ class Link:
         # while we were away are lost; ask what became of each request in flight.
         if self.subscribed:
             self.subscribe(timeout=10.0)
+        self.ask_outcomes(via=self.port)
+
+    def ask_outcomes(self, via: Port) -> None:
+        """``via`` reconnected: ask what became of each request in flight that went out by it."""
         for pending in list(self._pending.values()):
-            if pending.callback is None:
+            if pending.callback is None and pending.via is via:
                 self._ask_outcome(pending)
+
+    def lane_failed(self, lane: Port, exc: BaseException) -> None:
+        """A lane gave up: what it carried fails as the lane did (the pause is gone, or the
+        target: the server socket says which soon after)."""
+        for pending in list(self._pending.values()):
+            if pending.via is lane:
+                self._pending.pop(pending.id, None)
+                pending.fail(exc)
 
     def on_failure(self, exc: BaseException) -> None:
         self.fail(exc)
@@ -371,7 +283,12 @@ class Link:
         local = self.port.local_pid
         if local is not None and now >= self._next_alive_check:
             self._next_alive_check = now + ALIVE_CHECK_S
-            if not keys.process_alive(local):
+            if keys.process_alive(local):
+                self._seen_dead = False
+            elif not self._seen_dead:
+                self._seen_dead = True  # its last replies may still be on their way: one more turn
+                self._next_alive_check = now
+            else:
                 self.fail(SessionLost(f"the target process {local} has exited"))
                 return
         if self._rechecks:
@@ -384,8 +301,10 @@ class Link:
     # lost replies (bridge/outcomes.py)
 
     def _ask_outcome(self, pending: PendingReply) -> None:
-        self.submit("outcome", {"id": pending.id}, timeout=10.0,
-                    callback=lambda answer: self._outcome_answered(pending, answer))
+        args: Dict[str, Any] = {"id": pending.id}
+        if pending.via is not None and pending.via is not self.port:  # a lane's: asked on the server socket
+            args["channel"] = pending.via.routing_id.hex()
+        self.submit("outcome", args, timeout=10.0, callback=lambda answer: self._outcome_answered(pending, answer))
 
     def _outcome_answered(self, pending: PendingReply, answer: PendingReply) -> None:
         if pending.done or answer.header is None:

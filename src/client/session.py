@@ -56,7 +56,8 @@ from .events import EventCallback, EventFeed
 from .frame_methods import FrameMethods
 from .io_loop import shared_context
 from .lanes import Lanes, lanes_allowed
-from .link import DirectPort, Link, PendingReply, Port
+from .link import Link, PendingReply
+from .ports import DirectPort, Port
 from .pause_state import PauseState
 from .transport import Channel
 from .values import FrameInfo, FrameRef, Output, PauseInfo, Stack, Variables, VarSummary
@@ -160,6 +161,9 @@ class Session(FrameMethods, DebugControl):
                 except RemoteError:  # an older target: everything over CURVE
                     bulk_offer = None
             self._opening_result(subscription)
+            port = self._link.port
+            if isinstance(port, DirectPort) and lanes_allowed(port, self.hello):
+                self._link.lanes.enable(self.info, self._keypair, self._context)
             if bulk_offer is not None:
                 self._bulk = choose_bulk(bulk_offer, self.info["endpoint"], self._link.port.local_pid is not None)
             channel = self._sockets.channel
@@ -344,7 +348,9 @@ class Session(FrameMethods, DebugControl):
             raise SessionLost("this session is closed; attach again")
         pause_id = None
         if frame or at is not None:
-            args, _, pause_id = self._frame_args(args, at)
+            args, pause, pause_id = self._frame_args(args, at)
+            if pause_id is None and pause is not None:
+                pause_id = pause.pause_id  # meant for the pause seen; and its lane may carry it
         if value is not NO_VALUE:
             frames = self._dump(value)
         return MemberReply(self, op, args, frames, self.timeout if timeout is None else timeout, pause_id)

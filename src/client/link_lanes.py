@@ -1,0 +1,121 @@
+"""A link's lanes: frame requests of a group straight to each paused thread's own socket.
+
+A target opens a lane for every pause (bridge/lane.py, client/lanes.py): a socket the
+paused thread serves itself, which spares a frame request the two thread hand-offs of
+the server path. A group asks every paused member at once, so what each member's target
+spends on a request is what the group waits for: its links use lanes too. A link opens
+a pause's lane (one more :class:`~client.ports.DirectPort`, on the I/O thread) at the
+first request for that pause after the target named the lane, sends frame requests for
+that pause through it once its handshake succeeded, and closes it when the pause ends.
+Until then, and where lanes are not allowed, requests take the server socket.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Dict, List, Optional
+
+import zmq
+
+from bridge import keys
+from bridge.protocol import endpoint_host, tcp_endpoint
+
+from .ports import DirectPort
+
+#: A lane not connected by then is given up (a port nothing forwards): no endless retries.
+CONNECT_GIVE_UP_S = 5.0
+
+
+class LinkLane:
+    """One pause's lane as a link uses it: its port, and whether it is connected."""
+
+    def __init__(self, link: Any, port: DirectPort) -> None:
+        self.link = link
+        self.port = port
+        self.opened = time.monotonic()
+        self.handshakes = 0
+        self.usable = True
+
+    @property
+    def connected(self) -> bool:
+        return self.usable and self.handshakes > 0
+
+    # PortSink (the loop thread)
+
+    def on_message(self, frames: List[Any]) -> None:
+        self.link.on_message(frames)
+
+    def on_connected(self) -> None:
+        self.handshakes += 1
+        if self.handshakes > 1:  # reconnected: what it carried may have lost its reply
+            self.link.ask_outcomes(via=self.port)
+
+    def on_failure(self, exc: BaseException) -> None:
+        self.usable = False
+        self.link.lane_failed(self.port, exc)
+
+    def on_tick(self, now: float) -> None:
+        if not self.connected and now - self.opened > CONNECT_GIVE_UP_S:
+            self.usable = False
+
+
+class LinkLanes:
+    """The lanes of one link, by pause id. The loop thread only."""
+
+    def __init__(self, link: Any) -> None:
+        self.link = link
+        #: Set by the session once it knows lanes reach the target (client/lanes.py lanes_allowed).
+        self.enabled = False
+        self.info: Dict[str, Any] = {}
+        self.keypair: Optional[keys.KeyPair] = None
+        self.context: Optional[zmq.Context] = None
+        self._by_pause: Dict[int, Optional[LinkLane]] = {}
+
+    def enable(self, info: Dict[str, Any], keypair: keys.KeyPair, context: zmq.Context) -> None:
+        """Use lanes from now on (any thread: the loop reads these once set)."""
+        self.info, self.keypair, self.context = info, keypair, context
+        self.enabled = True
+
+    def port_for(self, thread: Optional[int], pause_id: Optional[int]) -> Optional[DirectPort]:
+        """The connected lane of ``thread``'s pause ``pause_id``, or None (and start opening it)."""
+        if not self.enabled or pause_id is None or thread is None:
+            return None
+        if pause_id not in self._by_pause:
+            pause = self.link.feed.state.get(thread)
+            if pause is None or pause.pause_id != pause_id or "lane" not in pause.extra:
+                return None  # its `lane` event has not come (yet): the server socket serves
+            self._by_pause[pause_id] = self._open(pause.extra)
+            return None
+        lane = self._by_pause[pause_id]
+        if lane is None or not lane.connected:
+            if lane is not None and not lane.usable:
+                lane.port.close()
+                self._by_pause[pause_id] = None
+            return None
+        return lane.port
+
+    def retire(self, pause_id: int) -> None:
+        """Pause ``pause_id`` ended: close its lane."""
+        lane = self._by_pause.pop(pause_id, None)
+        if lane is not None:
+            lane.port.close()
+
+    def close_all(self) -> None:
+        for lane in self._by_pause.values():
+            if lane is not None:
+                lane.port.close()
+        self._by_pause.clear()
+
+    def _open(self, extra: Dict[str, Any]) -> Optional[LinkLane]:
+        port, key = extra.get("lane"), extra.get("lane_key")
+        if type(port) is not int or not 0 < port < 65536 or not isinstance(key, str) or len(key) != 40:
+            return None
+        endpoint = tcp_endpoint(endpoint_host(str(self.info["endpoint"])), port)
+        try:
+            lane_port = DirectPort(dict(self.info, endpoint=endpoint, server_key=key), self.keypair,  # type: ignore[arg-type]
+                                   self.context)  # type: ignore[arg-type]
+        except Exception:  # no descriptors left, say: the server socket serves this pause
+            return None
+        lane = LinkLane(self.link, lane_port)
+        lane_port.start(self.link.loop, lane)
+        return lane
