@@ -142,7 +142,9 @@ def test_a_group_of_twelve_costs_the_client_four_threads(target):
     """), *[w.pid for w in workers])
     assert got["members"] == 12 and got["ok"] and got["values"] == [42]
     assert got["threads"] <= 4, got  # main, the I/O thread, ZeroMQ's I/O thread and reaper
-    assert got["fds"] <= 4 * 12 + 30, got  # a member: one socket, its connection, its monitor's two ends
+    # A member: its link and the lane of its pause, each one socket, its connection and its
+    # monitor's two ends.
+    assert got["fds"] <= 8 * 12 + 30, got
 
 
 @pytest.mark.parametrize("limit", [24, 48, 64, 100, 257])

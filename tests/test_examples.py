@@ -50,29 +50,22 @@ def test_training_loop(target: Any, attach_to: Any) -> None:
 
 
 def test_worker_pool(target: Any) -> None:
-    t = run_example(target, "worker_pool.py")
-    out = t.wait_output("pausing")
-    paused_pid = int(re.search(r"worker (\d+): bad quantity", out).group(1))
-    worker_pids = {int(p) for p in re.findall(r"worker (\d+) attachable", t.wait_output("pausing"))}
-    deadline = time.monotonic() + 20
-    while len(worker_pids) < 3:  # the other workers announce themselves as they start
-        assert time.monotonic() < deadline, t.output()
-        worker_pids = {int(p) for p in re.findall(r"worker (\d+) attachable", t.output())}
-        time.sleep(0.02)  # the output file has no change notification
-    assert paused_pid in worker_pids
-    listed = {info.pid for info in client.sessions()}
-    assert worker_pids <= listed  # every worker is attachable
-
-    other = next(iter(worker_pids - {paused_pid}))
-    with client.attach(other) as idle_worker:  # a worker that is not paused still answers
-        assert any(th["main"] for th in idle_worker.threads())
-        assert not idle_worker.paused
-
-    with client.attach(paused_pid) as s:
-        s.wait(20)
-        assert s.eval("line") == {"sku": "B-7", "qty": "3x", "price": 4.5}
-        s.exec("line['qty'] = '3'")
-        s.cont()
+    t = run_example(target, "worker_pool.py", "--check")
+    t.wait_output("attach with")
+    g = client.attach_all(tree=t.pid)  # the job and its workers, as docs/howto-worker-pool.md does
+    try:
+        paused = g.wait(n=3, timeout=60)  # --check: every worker pauses after checking its partition
+        assert t.pid not in {s.pid for s in paused} and len(g) == 4
+        bad = g.eval("len(bad)")
+        assert bad.ok and sorted(bad.values().values()) == [0, 0, 1]
+        culprit = next(name for name, n in bad.values().items() if n)
+        assert g.where().summary() == "1 stack across 3 processes"
+        w = g[culprit]
+        assert w.eval("bad") == [{"sku": "B-7", "qty": "3x", "price": 4.5}]
+        w.exec("bad[0]['qty'] = '3'")  # the same dict as in `lines`: fixed in place
+        assert g.cont().ok and not g.paused()
+    finally:
+        g.close()
     assert t.wait_exit(30) == 0
     out = t.output()
     assert "grand total 177.50" in out and "skipped" not in out
