@@ -163,3 +163,79 @@ def test_a_dropped_group_is_collected_and_closes_its_members(target):
     assert all(r() is None for r in refs)
     with client.attach(workers[1].pid) as s:  # the targets stay paused for the next client
         assert s.wait(10).function == "audit"
+
+
+class RelayedPort:
+    """A Port of the test's own (docs/groups.md, "A member's connection"): the session has
+    no endpoint to dial; this port reaches the target, as a hub's would, and the session,
+    the group and recovery work through it alone."""
+
+    def __init__(self, endpoint_info: dict) -> None:
+        from client.io_loop import shared_context
+        from client.transport import new_routing_id, open_dealer
+
+        self.where = f"relayed {endpoint_info['endpoint']}"
+        self.local_pid = None  # as for a target on another host: no liveness check here
+        self.routing_id = new_routing_id()
+        self.socket, self.monitor = open_dealer(shared_context(), endpoint_info, keys.load_client_keypair(),
+                                                self.routing_id)
+        self.loop = self.sink = None
+        self.sent = 0
+
+    def start(self, loop, sink) -> None:
+        self.loop, self.sink = loop, sink
+        loop.add(self)
+
+    def send(self, frames) -> None:
+        self.sent += 1
+        self.socket.send_multipart(frames)
+
+    def close(self) -> None:
+        self.sink = None
+        self.loop.remove(self)
+
+    def poll_items(self):
+        return (self.socket, self.monitor)
+
+    def on_readable(self, item) -> None:
+        import zmq
+        from zmq.utils.monitor import parse_monitor_message
+
+        if item is self.monitor:
+            while self.sink is not None and self.monitor.get(zmq.EVENTS) & zmq.POLLIN:
+                if parse_monitor_message(self.monitor.recv_multipart())["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                    self.sink.on_connected()
+            return
+        while self.sink is not None and self.socket.get(zmq.EVENTS) & zmq.POLLIN:
+            self.sink.on_message(self.socket.recv_multipart())
+
+    def on_tick(self, now) -> None:
+        if self.sink is not None:
+            self.sink.on_tick(now)
+
+    def on_removed(self) -> None:
+        from client.transport import close_monitored
+
+        close_monitored(self.socket, self.monitor)
+
+
+def test_a_member_reached_through_a_port_of_another_kind(target):
+    from client.session import open_sessions
+
+    worker = start_workers(target, 1)[0]
+    info = keys.read_connection_file(worker.connection_file())
+    port = RelayedPort(info)
+    # What a hub would know of a target that dialed it: no endpoint, a name of its own.
+    [member] = open_sessions([{"pid": worker.pid, "argv": info["argv"], "name": "rank-0"}], ports=[port])
+    g = Group([member])
+    try:
+        assert g.wait(timeout=20) == [member] and g.names() == ["rank-0"]
+        assert g.eval("len(rows)").values() == {"rank-0": 0}
+        assert member.eval("i") == 0 and member.bulk_mode == "curve"  # no direct channel: the port serves
+        member.set(total=5)
+        assert g.where().summary() == "1 stack across 1 process"
+        assert g.cont().values() in ({"rank-0": 1}, {"rank-0": "exited"})
+        assert "result 0 5" in worker.wait_output("result")
+        assert port.sent >= 7  # hello, subscribe, group eval, eval, set, stack, cont: all through it
+    finally:
+        g.close()

@@ -249,6 +249,8 @@ class Link:
             drop_bulk(header)  # abandoned: its shared-memory ring is unlinked at once
             return
         pending.complete(header, values)
+        if pending.via is not self.port:
+            self.lanes.sweep()  # the last answer an ended pause's lane owed
 
     def on_connected(self) -> None:
         self.handshakes += 1
@@ -265,6 +267,10 @@ class Link:
         for pending in list(self._pending.values()):
             if pending.callback is None and pending.via is via:
                 self._ask_outcome(pending)
+
+    def ports_in_use(self) -> set:
+        """The ports that requests in flight went out by."""
+        return {pending.via for pending in self._pending.values()}
 
     def lane_failed(self, lane: Port, exc: BaseException) -> None:
         """A lane gave up: what it carried fails as the lane did (the pause is gone, or the
@@ -291,6 +297,7 @@ class Link:
             else:
                 self.fail(SessionLost(f"the target process {local} has exited"))
                 return
+        self.lanes.sweep()  # requests abandoned at their deadline free their lanes too
         if self._rechecks:
             due = [p for at, p in self._rechecks if at <= now]
             self._rechecks = [(at, p) for at, p in self._rechecks if at > now]

@@ -70,6 +70,7 @@ class LinkLanes:
         self.keypair: Optional[keys.KeyPair] = None
         self.context: Optional[zmq.Context] = None
         self._by_pause: Dict[int, Optional[LinkLane]] = {}
+        self._retiring: List[LinkLane] = []
 
     def enable(self, info: Dict[str, Any], keypair: keys.KeyPair, context: zmq.Context) -> None:
         """Use lanes from now on (any thread: the loop reads these once set)."""
@@ -95,16 +96,27 @@ class LinkLanes:
         return lane.port
 
     def retire(self, pause_id: int) -> None:
-        """Pause ``pause_id`` ended: close its lane."""
+        """Pause ``pause_id`` ended: close its lane once no request waits on it (the
+        ``resumed`` event can come on the server socket before a resume's reply on the lane)."""
         lane = self._by_pause.pop(pause_id, None)
         if lane is not None:
-            lane.port.close()
+            self._retiring.append(lane)
+            self.sweep()
+
+    def sweep(self) -> None:
+        """Close the lanes of ended pauses that no request waits on any more."""
+        if self._retiring:
+            busy = self.link.ports_in_use()
+            for lane in [lane for lane in self._retiring if lane.port not in busy]:
+                self._retiring.remove(lane)
+                lane.port.close()
 
     def close_all(self) -> None:
-        for lane in self._by_pause.values():
+        for lane in list(self._by_pause.values()) + self._retiring:
             if lane is not None:
                 lane.port.close()
         self._by_pause.clear()
+        self._retiring.clear()
 
     def _open(self, extra: Dict[str, Any]) -> Optional[LinkLane]:
         port, key = extra.get("lane"), extra.get("lane_key")

@@ -510,17 +510,20 @@ def _as_bridge_error(exc: Exception, pid: int) -> Exception:
 
 
 def open_sessions(infos: Sequence[Dict[str, Any]], *, keypair: Optional[keys.KeyPair] = None,
-                  timeout: float = DEFAULT_TIMEOUT, direct: bool = False) -> List[Union[Session, Exception]]:
+                  timeout: float = DEFAULT_TIMEOUT, direct: bool = False,
+                  ports: Optional[Sequence[Optional[Port]]] = None) -> List[Union[Session, Exception]]:
     """Attach to many targets at once: every opening request is in flight together, and
     each target answers within its own deadline. One entry per info, in order: the
     Session, or what attaching to it raised. ``direct``: open the direct channels now
-    (otherwise each opens at its session's first request of its own)."""
+    (otherwise each opens at its session's first request of its own). ``ports``: a
+    :class:`~client.ports.Port` per info for targets reached some other way than by
+    dialing (a hub; docs/groups.md, "A member's connection"), None where dialing."""
     keypair = keypair or keys.load_client_keypair()
     begun: List[Union[Session, Exception]] = []
-    for info in infos:
+    for i, info in enumerate(infos):
         session = Session.__new__(Session)
         try:
-            session._begin(info, keypair, timeout, direct=direct)
+            session._begin(info, keypair, timeout, direct=direct, port=ports[i] if ports else None)
             begun.append(session)
         except Exception as exc:
             begun.append(exc)
