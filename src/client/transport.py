@@ -336,32 +336,40 @@ class Channel:
                since: int) -> Tuple[Dict[str, Any], List[Any]]:
         """The raw reply to ``request_id``; after a reconnect, recovered through ``outcome``."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            # A request sent before the first handshake went out on it: only a later
+            # handshake is a reconnect.
+            return self._receive(deadline, timeout, want_id=request_id, still_valid=still_valid,  # type: ignore[return-value]
+                                 since=since if since > 1 else 1)
+        except _Reconnected:
+            return self._recover(request_id, deadline, timeout, still_valid)
+
+    def _recover(self, request_id: int, deadline: Optional[float], timeout: Optional[float],
+                 still_valid: Optional[Callable[[], bool]]) -> Tuple[Dict[str, Any], List[Any]]:
+        """After a reconnect: ask what became of ``request_id`` (and wait on) until its
+        reply is in hand, or raise ReplyLost saying whether it ran."""
         recheck_at: Optional[float] = None
         unseen = 0
         while True:
-            try:
-                # A request sent before the first handshake went out on it: only a later
-                # handshake is a reconnect.
-                got = self._receive(deadline, timeout, want_id=request_id, still_valid=still_valid,
-                                    since=max(since, 1), until=recheck_at)
-                if got is not None:
-                    return got
-            except _Reconnected:
-                since = self.handshakes
+            since = self.handshakes
             state, reply = self._outcome(request_id, deadline)
             if reply is not None:
                 self.abandoned.add(request_id)  # the original may still come on this socket
                 return reply
             recheck_at = None
-            if state == "unseen":
-                unseen += 1
-                if unseen < 2:
-                    recheck_at = time.monotonic() + UNSEEN_RECHECK_S
-                    continue
-            if state in ("running", "retry"):
-                continue
-            self.abandoned.add(request_id)
-            raise lost_reply(state, request_id, self.pid)
+            if state == "unseen" and not unseen:
+                unseen = 1  # its bytes may still come out of the old connection: ask again soon
+                recheck_at = time.monotonic() + UNSEEN_RECHECK_S
+            elif state not in ("running", "retry"):
+                self.abandoned.add(request_id)
+                raise lost_reply(state, request_id, self.pid)
+            try:
+                got = self._receive(deadline, timeout, want_id=request_id, still_valid=still_valid,
+                                    since=since, until=recheck_at)
+                if got is not None:
+                    return got
+            except _Reconnected:
+                pass
 
     def _outcome(self, request_id: int, deadline: Optional[float]) -> Tuple[str, Optional[Tuple[Dict[str, Any], List[Any]]]]:
         """Ask the target what became of ``request_id``: (state, the reply when it kept it).
@@ -401,7 +409,20 @@ class Channel:
         the bulk fields are added here: big reply buffers may come outside the CURVE
         message, and big ``frames`` of this request go outside it.
         """
-        out = Outgoing(self.bulk, frames, self.pid)
+        peer = self.bulk
+        if not frames or peer is None or peer.mode == "curve":  # the common case: nothing to move aside
+            since = self.handshakes
+            request_id = self.send(op, args, frames, pause_id=pause_id, release=release,
+                                   bulk=None if peer is None or peer.mode == "curve" else peer.mode)
+            try:
+                header, values = self._await(request_id, timeout, still_valid, since)
+            except BaseException:
+                self.abandoned.add(request_id)
+                raise
+            if "bulk" in header or not header.get("ok", True):
+                header, values = finish_reply(header, values, peer, self.pid)
+            return header.get("result"), values
+        out = Outgoing(peer, frames, self.pid)
         try:
             since = self.handshakes
             request_id = self.send(op, args, out.frames, pause_id=pause_id, release=release, bulk=out.mode,
@@ -414,7 +435,7 @@ class Channel:
                 raise
         finally:
             out.close()
-        header, values = finish_reply(header, values, self.bulk, self.pid)
+        header, values = finish_reply(header, values, peer, self.pid)
         out.count()
         return header.get("result"), values
 
