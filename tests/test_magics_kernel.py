@@ -166,3 +166,45 @@ def test_jump_discard_and_error_write_nothing(k: Kernel, target: Any) -> None:
     assert result(k.ok("%%remote\n(n, data['a'])")) == "(5, [1, [2, 3]])"
     k.ok("import client; client.current_session().cont()")
     assert 'after {"a": [1, [2, 3]], "b": {"c": 1}} 5 orig' in t.wait_output("after")
+
+
+GROUP_JOB = """
+import sys
+import bridge
+
+def job():
+    n = int(sys.argv[1])
+    bridge.set_trace()
+    print("n", n, flush=True)
+
+job()
+"""
+
+
+def test_attach_all_and_remote_all(k: Kernel, target: Any) -> None:
+    from bridge import keys
+
+    keys.load_client_keypair()  # before the targets: several processes creating it at once race
+    first = target(GROUP_JOB, "0", name="job.py")
+    second = target(GROUP_JOB, "1", name="unused.py", module_args=[str(first.script)])  # one file: one stack
+    for t in (first, second):
+        t.wait_paused_in_file()
+    try:
+        out = k.ok("%attach --all --wait 20 -n 2")
+        assert "group of 2 members, 2 paused" in result(out)
+        assert "<table" in result(out, "text/html")
+
+        out = k.ok("%%remote --all\nprint('seen', n)\nn * 10")
+        printed = stream(out)
+        for t, n in ((first, 0), (second, 1)):
+            assert f":{t.pid} ---\nseen {n}\n" in printed, printed
+        assert "eval on 2 members: 2 answered" in result(out)
+        html = result(out, "text/html")
+        assert ">0<" in html and ">10<" in html
+
+        k.ok("%%remote --all\nn = n + 100")
+        assert "1 stack across 2 processes" in result(k.ok("__import__('client').current_group().where()"))
+        k.ok("__import__('client').current_group().cont()")
+        assert "n 100" in first.wait_output("n ") and "n 101" in second.wait_output("n ")
+    finally:
+        k.run("%detach --all")
