@@ -32,28 +32,26 @@ from conftest import SRC
 ROOT = Path(SRC).parent
 PTH = Path(SRC) / "framebridge-children.pth"
 
-POOL_JOB = """
-    import multiprocessing as mp, sys
+#: A child's work: pause with ``rows``, return their sum once continued.
+WORK = """
     import bridge
 
     def work(n):
         rows = list(range(n))
         bridge.set_trace()
         return sum(rows)
+"""
+
+POOL_JOB = WORK + """
+    import multiprocessing as mp, sys
 
     if __name__ == "__main__":
         with mp.get_context(sys.argv[1]).Pool(2) as pool:
             print("results", pool.map(work, [3, 4], chunksize=1), flush=True)
 """
 
-EXECUTOR_AND_SUBPROCESS = """
+EXECUTOR_AND_SUBPROCESS = WORK + """
     import concurrent.futures, multiprocessing as mp, subprocess, sys
-    import bridge
-
-    def work(n):
-        rows = list(range(n))
-        bridge.set_trace()
-        return sum(rows)
 
     if __name__ == "__main__":
         bridge.listen(children=True)

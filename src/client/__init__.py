@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from .control import Breakpoint
-from .current import current_session, set_current_session
+from .current import current_group, current_session, set_current_group, set_current_session
 from .discovery import ProcessScan, SessionInfo, attach, attach_all, sessions
 from .errors import (
     AuthenticationError,
@@ -49,7 +49,7 @@ from .errors import (
     WriteBackTooLarge,
     WriteBackUnpicklable,
 )
-from .group import Group, GroupResult, MemberState, current_group, set_current_group
+from .group import Group, GroupResult, MemberState
 from .inject import inject
 from .mount import Mount, jump_context
 from .proxy import LiveRef, is_live

@@ -29,14 +29,13 @@ from bridge import keys
 from bridge.protocol import endpoint_host
 
 from . import proxy
-from .errors import BridgeError, NoSession, PauseTimeout, SessionLost
+from .errors import BridgeError, PauseTimeout, SessionLost
 from .link import gather
 from .session import DEFAULT_TIMEOUT, DEFAULT_WAIT_TIMEOUT, NO_VALUE, MemberReply, Session, open_sessions
 from .stacks import StackReport, group_stacks
 from .values import FrameRef, Output, PauseInfo
 
-__all__ = ["Group", "GroupResult", "MemberState", "MemberSource", "GroupCallback", "current_group",
-           "set_current_group"]
+__all__ = ["Group", "GroupResult", "MemberState", "MemberSource", "GroupCallback"]
 
 #: How often a waiting group with a source looks for new processes.
 REFRESH_S = 0.5
@@ -435,26 +434,3 @@ def member_name(info: Dict[str, Any]) -> str:
     if host in ("127.0.0.1", "::1", "localhost") or host.startswith("127."):
         host = socket.gethostname()
     return f"{host}:{info.get('pid')}"
-
-
-# --- the notebook's current group (%attach --all) -----------------------------------------------
-
-_current: Optional[Group] = None
-_current_lock = threading.Lock()
-
-
-def current_group() -> Group:
-    """The group ``%attach --all`` made; NoSession (with a hint) if there is none."""
-    with _current_lock:
-        group = _current
-    if group is None or group.closed:
-        raise NoSession("no current group: run `%attach --all` (or client.set_current_group(client.attach_all()))")
-    return group
-
-
-def set_current_group(group: Optional[Group]) -> Optional[Group]:
-    """Make ``group`` the current one (None clears it); returns the previous one."""
-    global _current
-    with _current_lock:
-        previous, _current = _current, group
-    return previous

@@ -23,7 +23,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from bridge import keys
 from bridge.playground_ops import split_last_expression
 
-from .current import current_session, set_current_session
+from .current import current_group, current_session, set_current_group, set_current_session
 from .errors import NoSession, NotPaused, RemoteError
 
 
@@ -68,8 +68,6 @@ class BridgeMagics(Magics):
         """Close the current session (``--all``: the current group); the targets keep
         running or stay paused."""
         if line.strip() == "--all":
-            from .group import set_current_group
-
             group = set_current_group(None)
             if group is None:
                 raise UsageError("no current group")
@@ -163,7 +161,6 @@ def _attach_waiting(attach: Any, target: Any, wait: Optional[float]) -> Any:
 def _attach_group(args: Any) -> Any:
     """%attach --all: a group of every attachable process (or a tree), the current group."""
     from .discovery import attach_all
-    from .group import set_current_group
 
     if args.pid is not None:
         raise UsageError("%attach --all takes no pid (use --tree PID for a process and its children)")
@@ -180,8 +177,6 @@ def _attach_group(args: Any) -> Any:
 def _remote_all(cell: str, timeout: Optional[float]) -> Any:
     """%%remote --all: the cell in every paused member; each member's output under its
     name, then the last expression's values as one table."""
-    from .group import current_group
-
     group = current_group()
     body, last = _split(cell)
     if not group.paused():
@@ -219,8 +214,6 @@ def load_ipython_extension(ipython: Any) -> None:
 
 def unload_ipython_extension(ipython: Any) -> None:
     """``%unload_ext client``: detach the current session and group (the magics stay registered)."""
-    from .group import set_current_group
-
     previous = set_current_session(None)
     if previous is not None:
         previous.close()
