@@ -270,7 +270,7 @@ class Link:
 
     def ports_in_use(self) -> set:
         """The ports that requests in flight went out by."""
-        return {pending.via for pending in self._pending.values()}
+        return {pending.via for pending in list(self._pending.values())}  # a copy: submit() adds from other threads
 
     def lane_failed(self, lane: Port, exc: BaseException) -> None:
         """A lane gave up: what it carried fails as the lane did (the pause is gone, or the
