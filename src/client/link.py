@@ -24,7 +24,7 @@ import zmq
 from bridge import keys, protocol
 
 from .bulk_path import drop_bulk
-from .errors import RequestTimeout, SessionLost
+from .errors import RequestTimeout, SessionLost, error_from_reply
 from .events import EventFeed
 from .io_loop import IOLoop, io_loop
 from .link_lanes import LinkLanes
@@ -246,6 +246,10 @@ class Link:
             return
         pending = self._pending.pop(header.get("id"), None)  # type: ignore[arg-type]
         if pending is None:
+            error = header.get("error")
+            if isinstance(error, dict) and error.get("type") == "Unauthorized":
+                self.fail(error_from_reply(error))  # a target that revoked our key says so once
+                return
             drop_bulk(header)  # abandoned: its shared-memory ring is unlinked at once
             return
         pending.complete(header, values)
