@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 import textwrap
-from typing import Any, Dict, List
+from typing import Any, Dict
 
 import pytest
 

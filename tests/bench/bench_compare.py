@@ -20,7 +20,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import textwrap
 from typing import Dict, List, Optional
 
@@ -88,7 +87,6 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=8)
     args = parser.parse_args(argv)
-    tempfile.tempdir = None
     sides = {"this": start(HERE), "base": start(os.path.abspath(args.base))}
     results: Dict[str, Dict[str, List[float]]] = {k: {"lane": [], "server": []} for k in sides}
     try:
