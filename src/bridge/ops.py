@@ -110,6 +110,7 @@ OP_MODULES = (
     "bridge.debug_ops",   # breakpoints, pause on demand, watches
     "bridge.mount_ops",   # jump_context snapshots and write-back, live references
     "bridge.playground_ops",  # %%playground: run code in a fork() of the paused process
+    "bridge.bulk_ops",    # bulk_hello: the bulk path's offer
 )
 
 

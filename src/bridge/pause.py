@@ -265,7 +265,7 @@ def _run_op(pause: Pause, request_id: Any, op: str, args: Dict[str, Any], values
     try:
         if "_bulk_in" in args:  # [bulk path] big request buffers came outside CURVE (issue 6)
             try:
-                values = bulk.import_request(args, values)
+                values = bulk.import_request(args.get("_bulk_in"), values)
             except bulk.BulkError as exc:
                 raise OpError("BulkError", str(exc)) from None
         result = FRAME_OPS[op](pause, args, values)

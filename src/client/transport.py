@@ -204,17 +204,20 @@ class Channel:
             if not header.get("ok", True) and "error" in header:
                 raise error_from_reply(header["error"])
             if "bulk" in header:  # [bulk path] big buffers came outside CURVE (issue 6)
-                values = self._import_bulk(header["bulk"], values)
+                values = self._import_bulk(header["bulk"], values, timeout)
             return header, values
 
-    def _import_bulk(self, descriptor: Dict[str, Any], values: List[Any]) -> List[Any]:
-        """Map / receive the buffers a reply's bulk descriptor names (progress bar if slow)."""
+    def _import_bulk(self, descriptor: Dict[str, Any], values: List[Any], timeout: Optional[float]) -> List[Any]:
+        """Map / receive the buffers a reply's bulk descriptor names (progress bar if slow);
+        every wait on the data port is bounded by the request's ``timeout``."""
         from .progress import transfer_progress
 
         peer = self.bulk or bulk.BulkPeer()
         total = bulk.total_bytes(descriptor)
+        wait = timeout or bulk.TIMEOUT_S
         with transfer_progress(total, f"pid {self.pid}: receiving") as report:
-            frames = bulk.import_frames(descriptor, [b""] + list(values), connect=peer.connect, progress=report)
+            frames = bulk.import_frames(descriptor, [b""] + list(values), connect=lambda token: peer.connect(token, wait),
+                                        progress=report)
         peer.count(descriptor)
         return frames[1:]
 
@@ -238,13 +241,14 @@ class Channel:
         args = dict(args or {}, _bulk=peer.mode)
         descriptor = transfer = None
         if value_frames:
-            exported, descriptor, transfer = bulk.export_frames([b""] + list(value_frames), peer.mode,
-                                                                threshold=peer.threshold)
+            exported, descriptor, transfer = peer.export_request([b""] + list(value_frames))
             if descriptor is not None:
                 value_frames = exported[1:]
                 args["_bulk_in"] = descriptor
-        upload = _Upload(peer, transfer, self.pid) if transfer is not None else None
+        upload = None
         try:
+            if transfer is not None:
+                upload = _Upload(peer, transfer, self.pid, timeout)
             request_id = self.send(op, args, value_frames)
             if upload is not None:
                 upload.start()
@@ -256,6 +260,8 @@ class Channel:
         finally:
             if upload is not None:
                 upload.finish()
+            elif transfer is not None:
+                transfer.close()  # the upload never started (no data port): unmap the ring
             bulk.release(descriptor)  # segments the target did not map are gone now
         if descriptor is not None:
             peer.stats["uploads"] += 1
@@ -266,14 +272,14 @@ class Channel:
 class _Upload:
     """Sends one upload through the target's data port beside the request's reply wait."""
 
-    def __init__(self, peer: bulk.BulkPeer, transfer: bulk.Transfer, pid: int) -> None:
+    def __init__(self, peer: bulk.BulkPeer, transfer: bulk.Transfer, pid: int, timeout: Optional[float]) -> None:
         import threading
 
         from .progress import Progress
 
         if peer.data_address is None:
             raise bulk.BulkError("the target offered no data port")
-        self.sock = bulk.open_upload(peer.data_address, transfer.token)
+        self.sock = bulk.open_upload(peer.data_address, transfer.token, timeout or bulk.TIMEOUT_S)
         self.transfer = transfer
         self.error: Optional[BaseException] = None
         self.progress = Progress(sum(b.nbytes for b in transfer.buffers), f"pid {pid}: sending")
