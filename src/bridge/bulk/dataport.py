@@ -128,6 +128,7 @@ class DataServer:
         for pending in list(self._pending.values()):
             self._drop(pending)
         self._selector.close()
+        self.listener.close()
 
     def _next_wait(self) -> Optional[float]:
         times = [p.deadline for p in self._pending.values()]
@@ -268,10 +269,11 @@ class DataServer:
         """Stop serving: the selector thread wakes, closes what it holds and ends."""
         self._closed = True
         try:
-            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the selector
+            # Wakes the selector. Not close(): a closed fd leaves epoll before its wake-up
+            # is delivered; the thread closes the listener on its way out.
+            self.listener.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
-        self.listener.close()
 
 
 _data_server: Optional[DataServer] = None
