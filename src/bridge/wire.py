@@ -20,7 +20,7 @@ control, pickle only for values.
 Replies carry ``ok`` (bool) and, when ``ok`` is false, ``error``:
 ``{"type": ..., "message": ..., "traceback": ...}``.
 
-Big buffers (bulk.py): a request's ``args._bulk`` ("shm" or "aes", negotiated per session
+Big buffers (bridge/bulk/): a request's ``args._bulk`` ("shm" or "aes", negotiated per session
 with the ``bulk_hello`` server op) asks the target to move value frames of 1 MiB or more
 outside this message; the reply's header then has ``bulk``, a descriptor naming where
 each went, and those frames are empty placeholders. In the other direction a request's

@@ -72,7 +72,7 @@ class Channel:
         self.handshakes = 0
         self.abandoned: set = set()
         self._last_alive_check = 0.0
-        #: The session's bulk path (bulk.py), chosen in :func:`handshake`; None = CURVE only.
+        #: The session's bulk path (bridge.bulk), chosen in :func:`handshake`; None = CURVE only.
         self.bulk: Optional[bulk.BulkPeer] = None
         self._rcvtimeo = -1
 
