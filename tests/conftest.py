@@ -20,6 +20,26 @@ import pytest
 
 SRC = str(Path(__file__).resolve().parent.parent / "src")
 
+#: Interpreters of other CPython versions with framebridge installed, by version:
+#: ``FRAMEBRIDGE_TEST_PYTHONS="3.9=/path/bin/python 3.14=/path/bin/python"``. `.ci/run`
+#: builds a venv per supported version before any test runs and sets it, so that the
+#: cross-version tests (a target on one version, the client on another) run on CI.
+OTHER_PYTHONS_VAR = "FRAMEBRIDGE_TEST_PYTHONS"
+
+
+def other_python(version: str) -> str:
+    """The interpreter of CPython ``version`` that `.ci/run` built; skip (saying how to get
+    one) where it was not set up, as on a machine that only ran README's test command."""
+    found = {}
+    for item in os.environ.get(OTHER_PYTHONS_VAR, "").split():
+        ver, _, path = item.partition("=")
+        found[ver] = path
+    path = found.get(version)
+    if not path or not os.access(path, os.X_OK):
+        pytest.skip(f"no CPython {version} with framebridge: {OTHER_PYTHONS_VAR} (set by .ci/run) "
+                    f"does not name one")
+    return path
+
 
 def line_of(source: str, name: str) -> int:
     """Line number of the ``# @name`` marker in ``source`` (as written to the file)."""

@@ -200,13 +200,13 @@ def test_segments_are_owner_only_and_removed_when_the_client_dies(target, attach
     dying.write_text(textwrap.dedent(f"""
         import json, sys
         import client
-        from bridge import wire
+        from bridge import protocol
         s = client.attach({t.pid})
         s.wait(20)
         ch = s._channel
         assert ch.bulk.mode == "shm", ch.bulk
-        rid = ch.send("eval", dict(s._frame_args(), expr="big", _bulk="shm"))
-        header, _ = wire.split_message(ch.socket.recv_multipart(copy=False))  # raw: nothing mapped
+        rid = ch.send("eval", dict(thread=s.selected.thread, frame=0, expr="big"), bulk="shm")
+        header, _ = protocol.split_message(ch.socket.recv_multipart(copy=False))  # raw: nothing mapped
         print(json.dumps(header["bulk"]), flush=True)
         sys.stdin.read()  # hang until killed
     """))

@@ -11,7 +11,7 @@ import pytest
 import zmq
 
 import client
-from bridge import keys, wire
+from bridge import keys, protocol
 
 ETL_LIKE = """
     import bridge
@@ -135,7 +135,7 @@ def test_eval_returns_scalars_exactly_whichever_way_they_travel(target, attach_t
         "Tag('t')": ("t", False),
     }
     for expr, (expected, in_header) in cases.items():
-        result, frames = s.frame_op("eval", {"expr": expr})
+        result, frames = s.frame_request("eval", {"expr": expr})
         assert ("value" in result) is in_header and (frames == []) is in_header, expr
         value = s.eval(expr)
         assert value == expected, expr
@@ -144,7 +144,7 @@ def test_eval_returns_scalars_exactly_whichever_way_they_travel(target, attach_t
     assert type(s.eval("http.HTTPStatus.OK")).__name__ == "HTTPStatus"
     nan = s.eval("float('nan')")
     assert nan != nan
-    assert s.frame_op("eval", {"expr": "'abc'", "size_limit": 10})[0]["live"]  # a limit still applies
+    assert s.frame_request("eval", {"expr": "'abc'", "size_limit": 10})[0]["live"]  # a limit still applies
     s.cont()
     assert t.wait_exit(10) == 0
 
@@ -161,7 +161,7 @@ def test_set_is_all_or_nothing(target, attach_to):
     """)
     s = attach_to(t)
     with pytest.raises(client.RemoteError) as err:
-        s.frame_op("set", {"delete": ["no_such_name"]}, value={"a": 10})
+        s.frame_request("set", {"delete": ["no_such_name"]}, value={"a": 10})
     assert err.value.remote_type == "FrameWriteError"
     assert s.eval("(a, b)") == (1, 2)
     s.set(a=10, b=20)
@@ -316,11 +316,11 @@ def test_malformed_and_mismatched_messages_get_error_replies(target, attach_to):
         assert err["type"] == "ProtocolError" and "version 99" in err["message"]
         err = ask([b"\xff\xfe not json"])
         assert err["type"] == "ProtocolError" and "JSON" in err["message"]
-        err = ask([json.dumps({"v": wire.PROTOCOL_VERSION, "id": 2, "op": "no_such_op"}).encode()])
+        err = ask([json.dumps({"v": protocol.PROTOCOL_VERSION, "id": 2, "op": "no_such_op"}).encode()])
         assert err["type"] == "UnknownOp"
-        err = ask([json.dumps({"v": wire.PROTOCOL_VERSION, "id": 3, "op": "eval", "args": {"expr": 5}}).encode()])
+        err = ask([json.dumps({"v": protocol.PROTOCOL_VERSION, "id": 3, "op": "eval", "args": {"expr": 5}}).encode()])
         assert err["type"] == "BadRequest" and "expr" in err["message"]
-        err = ask([json.dumps({"v": wire.PROTOCOL_VERSION, "id": 4, "op": "set", "nbuf": 1}).encode(), b"garbage"])
+        err = ask([json.dumps({"v": protocol.PROTOCOL_VERSION, "id": 4, "op": "set", "nbuf": 1}).encode(), b"garbage"])
         assert err["type"] in ("UnpicklingError", "BadRequest", "ValueError", "EOFError")
     finally:
         sock.close(0)

@@ -31,7 +31,7 @@ import zmq
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from bridge import keys, wire
+from bridge import keys, protocol, wire
 from client.session import Session
 
 SRC = str(Path(__file__).resolve().parent.parent / "src")
@@ -196,7 +196,7 @@ def lane(fuzz_target: FuzzTarget) -> Iterator[RawClient]:
     c.close()
 
 
-def expect_errors(raw: RawClient, target: FuzzTarget, name: str, messages: List[List[bytes]]) -> None:
+def expect_errors(raw: RawClient, target: FuzzTarget, name: str, messages: List[List[bytes]]) -> List[Dict[str, Any]]:
     try:
         replies = raw.exchange(messages)
     except AssertionError as exc:
@@ -208,6 +208,10 @@ def expect_errors(raw: RawClient, target: FuzzTarget, name: str, messages: List[
         assert isinstance(r["error"].get("type"), str) and isinstance(r["error"].get("message"), str)
     SENT[name] = SENT.get(name, 0) + len(messages)
     assert target.alive(), target.output()
+    return replies
+
+
+V = protocol.PROTOCOL_VERSION
 
 
 def header(**fields: Any) -> bytes:
@@ -233,11 +237,12 @@ not_list_of_str = st.one_of(st.booleans(), st.integers(), _floats, st.text(max_s
                             st.lists(st.one_of(st.integers(), st.none(), _floats), min_size=1, max_size=4))
 not_dict = st.one_of(st.booleans(), st.integers(), _floats, st.text(max_size=20), st.lists(json_scalars, max_size=4))
 bad_id = st.one_of(st.booleans(), _floats, _containers)
-bad_version = st.one_of(st.none(), st.booleans(), st.integers().filter(lambda v: v != wire.PROTOCOL_VERSION),
+bad_version = st.one_of(st.none(), st.booleans(), st.integers().filter(lambda v: v != V),
                       st.just(1.0), st.text(max_size=5), _containers)
 
-#: Ops our core registers, with the arguments each one checks. Resume ops only get bad
-#: routing arguments (thread, pause_id): anything else they would accept -- and resume.
+#: Ops our core registers, with the arguments each one checks (``pause_id`` is a header
+#: field, the others are ``args``). Resume ops only get bad routing fields (thread,
+#: pause_id): anything else they would accept -- and resume.
 CHECKED_ARGS = {
     "stack": ["thread", "pause_id"],
     "locals": ["thread", "pause_id", "frame"],
@@ -273,10 +278,14 @@ def wrongly_typed_requests(draw: Any, target: FuzzTarget) -> List[List[bytes]]:
     messages = []
     for op, checked in sorted(CHECKED_ARGS.items()):
         for name in checked:
-            args = {name: wrong[name]}
+            fields: Dict[str, Any] = {"v": V, "id": len(messages), "op": op, "args": {}}
+            if name == "pause_id":
+                fields["pause_id"] = wrong[name]
+            else:
+                fields["args"][name] = wrong[name]
             if with_thread and name not in ("thread", "pause_id"):
-                args["thread"] = real["thread"]
-            messages.append([header(v=1, id=len(messages), op=op, args=args)])
+                fields["args"]["thread"] = real["thread"]
+            messages.append([header(**fields)])
     return messages
 
 
@@ -289,8 +298,7 @@ def wrongly_typed_lane_requests(draw: Any, target: FuzzTarget) -> List[List[byte
     messages = []
     for frames in draw(wrongly_typed_requests(target)):
         fields = json.loads(frames[0])
-        if "pause_id" not in fields["args"]:
-            fields["args"]["pause_id"] = real["pause_id"]
+        fields.setdefault("pause_id", real["pause_id"])
         messages.append([json.dumps(fields).encode()])
     return messages
 
@@ -315,6 +323,28 @@ def malformed_header(draw: Any) -> List[bytes]:
     return [json.dumps(fields).encode()]
 
 
+not_release = st.one_of(st.booleans(), st.integers(), _floats, st.text(max_size=20),
+                        st.dictionaries(st.text(max_size=8), json_scalars, max_size=4),
+                        st.lists(st.one_of(json_scalars, st.lists(json_scalars, max_size=3)), min_size=1, max_size=4)
+                        .filter(lambda v: not all(isinstance(p, list) and len(p) == 2 and all(
+                            type(x) is int for x in p) for p in v)))
+not_bulk_mode = st.one_of(st.booleans(), st.integers(), _floats, _containers,
+                          st.text(max_size=8).filter(lambda v: v not in protocol.BULK_MODES))
+
+
+@st.composite
+def wrongly_typed_transport_fields(draw: Any, target: FuzzTarget) -> List[bytes]:
+    """A request (a server op or a frame op for the real pause) with one transport header
+    field of the wrong type: refused as a whole, before any op runs."""
+    fields: Dict[str, Any] = {"v": V, "id": draw(st.integers(0, 2**31)),
+                              "op": draw(st.sampled_from(["status", "eval", "ref", "cont"])),
+                              "args": {"expr": "1", "action": "release"}, "pause_id": target.pause["pause_id"]}
+    flaw = draw(st.sampled_from(["pause_id", "release", "bulk", "bulk_in"]))
+    fields[flaw] = draw({"pause_id": not_int, "release": not_release, "bulk": not_bulk_mode,
+                         "bulk_in": not_dict}[flaw])
+    return [header(**fields)]
+
+
 unknown_op = st.text(min_size=0, max_size=40).filter(lambda s: s not in CHECKED_ARGS and s not in (
     "hello", "subscribe", "unsubscribe", "status", "threads"))
 
@@ -324,7 +354,7 @@ def unknown_op_request(draw: Any) -> List[bytes]:
     """A well-formed request for an op nobody registered (any args, any value frames)."""
     op = draw(unknown_op.filter(lambda s: not _is_registered(s)))
     extra = draw(st.lists(st.binary(max_size=64), max_size=2))
-    return [header(v=1, id=draw(st.integers(0, 2**31)), op=op, args=draw(st.dictionaries(
+    return [header(v=V, id=draw(st.integers(0, 2**31)), op=op, args=draw(st.dictionaries(
         st.text(max_size=8), json_values, max_size=2)), nbuf=len(extra)), *extra]
 
 
@@ -342,13 +372,13 @@ def garbage_header(draw: Any) -> List[bytes]:
     if kind == "bytes":
         first = draw(st.binary(max_size=256))
     elif kind == "non_utf8":
-        first = b'{"v":1,"id":1,"op":"' + draw(st.sampled_from([b"\xff", b"\xc3\x28", b"\xed\xa0\x80", b"\x80"])) + b'"}'
+        first = b'{"v":%d,"id":1,"op":"' % V + draw(st.sampled_from([b"\xff", b"\xc3\x28", b"\xed\xa0\x80", b"\x80"])) + b'"}'
     elif kind == "json_non_object":
         first = json.dumps(draw(not_dict)).encode()
     elif kind == "empty":
         first = b""
     else:
-        full = header(v=1, id=draw(st.integers(0, 99)), op="status", args={"thread": 1})
+        full = header(v=V, id=draw(st.integers(0, 99)), op="status", args={"thread": 1})
         first = full[: draw(st.integers(0, len(full) - 1))]
     extra = draw(st.lists(st.binary(max_size=32), max_size=3))
     return [first, *extra]
@@ -361,7 +391,7 @@ def wrong_frame_count(draw: Any) -> List[bytes]:
     count = draw(st.integers(0, 6).filter(lambda n: n != nbuf))
     op = draw(st.sampled_from(["status", "eval", "set", "cont"]))
     frames = draw(st.lists(st.sampled_from([b"", b"\x80\x05.", b"x" * 100]), min_size=count, max_size=count))
-    return [header(v=1, id=draw(st.integers(0, 2**31)), op=op, args={}, nbuf=nbuf), *frames]
+    return [header(v=V, id=draw(st.integers(0, 2**31)), op=op, args={}, nbuf=nbuf), *frames]
 
 
 def _valid_pickles() -> List[bytes]:
@@ -390,15 +420,15 @@ def bad_pickle_set(draw: Any) -> List[bytes]:
                               protocol=5)
     else:  # announces an out-of-band buffer that never comes
         stream = pickle.dumps(pickle.PickleBuffer(b"abcdef"), protocol=5, buffer_callback=lambda b: False)
-    return [header(v=1, id=draw(st.integers(0, 2**31)), op="set", args={}, nbuf=1), stream]
+    return [header(v=V, id=draw(st.integers(0, 2**31)), op="set", args={}, nbuf=1), stream]
 
 
 @st.composite
 def huge_header(draw: Any) -> List[bytes]:
     """A header over MAX_HEADER_BYTES (valid JSON otherwise): refused by size."""
-    size = draw(st.integers(wire.MAX_HEADER_BYTES + 1, 4 * wire.MAX_HEADER_BYTES))
+    size = draw(st.integers(protocol.MAX_HEADER_BYTES + 1, 4 * protocol.MAX_HEADER_BYTES))
     pad = "p" * size
-    return [header(v=1, id=1, op="status", args={"pad": pad})]
+    return [header(v=V, id=1, op="status", args={"pad": pad})]
 
 
 def batches(strategy: Any) -> Any:
@@ -446,6 +476,14 @@ def test_bad_pickles_in_value_frames(fuzz_target, raw, msgs):
     expect_errors(raw, fuzz_target, "bad_pickle", msgs)
 
 
+@settings(FUZZ, max_examples=150)
+@given(data=st.data())
+def test_wrongly_typed_transport_fields(fuzz_target, raw, data):
+    msgs = data.draw(batches(wrongly_typed_transport_fields(fuzz_target)))
+    replies = expect_errors(raw, fuzz_target, "transport_fields", msgs)
+    assert all(r["error"]["type"] == "ProtocolError" for r in replies), replies
+
+
 @settings(FUZZ, max_examples=80)
 @given(data=st.data())
 def test_lane_wrongly_typed_args_of_every_known_op(fuzz_target, lane, data):
@@ -454,8 +492,10 @@ def test_lane_wrongly_typed_args_of_every_known_op(fuzz_target, lane, data):
 
 
 @settings(FUZZ, max_examples=80)
-@given(msgs=batches(st.one_of(malformed_header(), garbage_header(), unknown_op_request(), wrong_frame_count())))
-def test_lane_malformed_garbage_and_unknown(fuzz_target, lane, msgs):
+@given(data=st.data())
+def test_lane_malformed_garbage_and_unknown(fuzz_target, lane, data):
+    msgs = data.draw(batches(st.one_of(malformed_header(), garbage_header(), unknown_op_request(),
+                                       wrong_frame_count(), wrongly_typed_transport_fields(fuzz_target))))
     expect_errors(lane, fuzz_target, "lane_malformed", msgs)
 
 
@@ -493,10 +533,10 @@ def test_oversized_message_is_refused_unread(fuzz_target):
     monitor = c.socket.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED)
     try:
         # A first small request proves the connection is up and authenticated.
-        assert c.exchange([[header(v=1, id=1, op="status", args={})]])[0]["ok"] is True
+        assert c.exchange([[header(v=V, id=1, op="status", args={})]])[0]["ok"] is True
         rss_before = fuzz_target.rss_bytes()
-        payload = bytearray(wire.MAX_MESSAGE_BYTES + 1)
-        c.socket.send_multipart([header(v=1, id=2, op="set", args={}, nbuf=1), zmq.Frame(payload)], copy=False)
+        payload = bytearray(protocol.MAX_MESSAGE_BYTES + 1)
+        c.socket.send_multipart([header(v=V, id=2, op="set", args={}, nbuf=1), zmq.Frame(payload)], copy=False)
         del payload
         from zmq.utils.monitor import parse_monitor_message
 
@@ -507,7 +547,7 @@ def test_oversized_message_is_refused_unread(fuzz_target):
                 events.append(parse_monitor_message(monitor.recv_multipart())["event"])
         assert zmq.EVENT_DISCONNECTED in events, "the target did not cut off an oversized message"
         grown = fuzz_target.rss_bytes() - rss_before
-        assert grown < wire.MAX_MESSAGE_BYTES // 8, f"target RSS grew by {grown} bytes"
+        assert grown < protocol.MAX_MESSAGE_BYTES // 8, f"target RSS grew by {grown} bytes"
         assert not c.socket.poll(200), "an oversized message got a reply"
     finally:
         c.socket.disable_monitor()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import sys
 import threading
-from typing import Dict, List, TextIO
+from typing import Dict, TextIO
 
 _lock = threading.Lock()
 _buffers: Dict[int, io.StringIO] = {}
@@ -68,7 +68,7 @@ def _release_routers() -> None:
 
 class routing:
     """Keep the routers installed for a while (a whole pause), so that each capture in it
-    only registers its buffer instead of swapping ``sys.stdout`` twice (issue 6)."""
+    only registers its buffer instead of swapping ``sys.stdout`` twice per eval."""
 
     def __enter__(self) -> "routing":
         global _active
@@ -101,8 +101,3 @@ class captured_output:
         with _lock:
             _buffers.pop(self.ident, None)
             _release_routers()
-
-
-def active_captures() -> List[int]:
-    """Thread ids that are capturing now (for tests and diagnostics)."""
-    return list(_buffers)

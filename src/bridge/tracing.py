@@ -56,6 +56,8 @@ from dataclasses import dataclass
 from types import CodeType, FrameType
 from typing import Callable, Dict, FrozenSet, List, Optional, Set, Tuple
 
+from .protocol import Breakpoint  # the one breakpoint schema, shared with the client
+
 __all__ = [
     "ACTIONS",
     "REASONS",
@@ -79,20 +81,6 @@ _SKIP_PREFIXES = (
     os.path.join(os.path.dirname(_BRIDGE_DIR), "client") + os.sep,
 )
 _SKIP_FILES = frozenset({os.path.realpath(threading.__file__)})
-
-
-@dataclass
-class Breakpoint:
-    """A breakpoint; ``line`` is where it really is, ``requested_line`` what was asked."""
-
-    id: int
-    file: str
-    line: int
-    requested_line: int
-    condition: Optional[str] = None
-    temporary: bool = False
-    hits: int = 0
-    enabled: bool = True
 
 
 # --------------------------------------------------------------------------- helpers

@@ -18,80 +18,42 @@ comm messages from any thread), so the panel follows the target without a runnin
 
 from __future__ import annotations
 
-import html
+import io
 import os
 import sys
 import threading
 import time
 import warnings
-from contextlib import contextmanager
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
-
-import ipywidgets as widgets
-
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .current import current_session, has_current_session, set_current_session
 from .discovery import attach, sessions
-from .display import human_size
-from .errors import BridgeError, NotPaused, RemoteError
+from .errors import BridgeError, NotPaused
+from .panel_layout import PanelLayout
+from .panel_render import (
+    breakpoint_label,
+    console_error_html,
+    console_input_html,
+    console_output_html,
+    describe_error,
+    is_expression,
+    lost_html,
+    message_html,
+    next_input_html,
+    parse_location,
+    pause_state_html,
+    short,
+    variables_html,
+)
 from .session import Session
+
+__all__ = ["DebugPanel", "is_expression", "parse_location"]
 
 #: Console entries kept in the transcript (older ones scroll away).
 TRANSCRIPT_ENTRIES = 40
-#: Characters of a console result shown before it is cut.
-RESULT_CHARS = 4000
-#: Variables shown in the table before "... N more".
-VARIABLE_ROWS = 200
 #: How long the pause button waits for the pause to land before saying it is pending.
 PAUSE_WAIT_S = 2.0
-
-_CSS = """<style>
-.fb-panel {border:1px solid var(--jp-border-color1,#ccc); padding:4px; gap:4px;}
-.fb-panel .widget-button {width:auto; padding:0 8px;}
-.fb-state {font-family:var(--jp-code-font-family,monospace); font-size:12px;}
-.fb-state .fb-paused {color:#a15c00; font-weight:bold;}
-.fb-state .fb-running {color:#17733a; font-weight:bold;}
-.fb-state .fb-gone {color:#b00020; font-weight:bold;}
-.fb-vars table, .fb-bp-view table {border-collapse:collapse; font-family:var(--jp-code-font-family,monospace);
-  font-size:12px;}
-.fb-vars td, .fb-vars th {border:1px solid #ddd; padding:1px 6px; text-align:left; vertical-align:top;}
-.fb-vars th {background:var(--jp-layout-color2,#f3f3f3);}
-.fb-console-log pre {margin:0; padding:0 4px; font-size:12px; white-space:pre-wrap;}
-.fb-console-log .fb-in {color:#555;} .fb-console-log .fb-err {color:#b00020;}
-.fb-console-log .fb-ok {color:#888; font-style:italic;}
-.fb-message {font-size:12px; color:#555;} .fb-message .fb-err {color:#b00020;}
-.fb-heading {font-weight:bold; font-size:12px; margin:2px 0 0 0;}
-</style>"""
-
-#: Button key -> (label, icon, tooltip). Keys double as the CSS class ``fb-<key>``.
-_BUTTONS: Dict[str, Tuple[str, str, str]] = {
-    "cont": ("continue", "play", "Resume every paused thread"),
-    "step": ("step", "arrow-down", "Step into: stop at the next line, entering calls"),
-    "next": ("next", "arrow-right", "Step over: stop at the next line of this frame"),
-    "step-out": ("step out", "arrow-up", "Run until the selected frame returns"),
-    "pause": ("pause", "pause", "Pause the running target at its next line"),
-    "mount": ("mount", "download", "Copy the selected frame's variables into the notebook namespace"),
-    "write-back": ("write back", "upload", "Write the mounted variables you changed back to the frame"),
-    "discard": ("discard", "times", "Unmount without writing anything back"),
-}
-
-
-def _esc(value: Any) -> str:
-    return html.escape("" if value is None else str(value))
-
-
-def _short(text: str, limit: int = RESULT_CHARS) -> str:
-    return text if len(text) <= limit else text[:limit] + f"... ({len(text) - limit} more characters)"
-
-
-def is_expression(source: str) -> bool:
-    """Whether console input is an expression (evaluated, result shown) or statements (executed)."""
-    try:
-        compile(source, "<console>", "eval")
-        return True
-    except SyntaxError:
-        return False
 
 
 def _notebook_namespace() -> Dict[str, Any]:
@@ -105,28 +67,7 @@ def _notebook_namespace() -> Dict[str, Any]:
     return shell.user_ns if shell is not None else vars(sys.modules["__main__"])
 
 
-def _breakpoint_label(bp: Any) -> str:
-    """``#1 etl.py:42 if x > 3 (2 hits)``: short enough for the list (the message has the path)."""
-    file, line = getattr(bp, "file", None), getattr(bp, "line", None)
-    if file is None or line is None:
-        return str(bp)
-    text = f"#{getattr(bp, 'id', '?')} {os.path.basename(file)}:{line}"
-    if getattr(bp, "condition", None):
-        text += f" if {bp.condition}"
-    hits = getattr(bp, "hits", 0)
-    return text + (f" ({hits} hit{'s' if hits != 1 else ''})" if hits else "")
-
-
-def parse_location(text: str) -> Tuple[str, int, Optional[str]]:
-    """``"file.py:42"`` or ``"file.py:42 if x > 3"`` -> (file, line, condition)."""
-    spec, _, condition = text.strip().partition(" if ")
-    file, sep, line = spec.strip().rpartition(":")
-    if not sep or not file or not line.strip().isdigit():
-        raise ValueError(f"expected file:line (optionally 'if condition'), got {text.strip()!r}")
-    return file.strip(), int(line), condition.strip() or None
-
-
-class DebugPanel(widgets.VBox):
+class DebugPanel(PanelLayout):
     """An ipywidgets panel on one target: process picker, pause state, stack, variables,
     a console that runs in the selected frame, stepping and mount buttons, breakpoints.
 
@@ -150,86 +91,17 @@ class DebugPanel(widgets.VBox):
         self._transcript: List[str] = []
         self._process_rows: List[Tuple[int, str, str]] = []  # (pid, state when listed, command)
         self._refresh_queued = False
-        # Set while the panel itself changes a picker, on the thread doing it (trait
-        # observers run on the thread that sets the trait), so that change is not
-        # mistaken for the user's pick even while other threads update the panel.
-        self._local = threading.local()
         self._closed = False
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="framebridge-panel")
         self._build()
+        self._connect()
         if session is not None:
             self._submit("attach", self._use_session, session, False)
         else:
             self._submit("attach", self._attach_default)
 
-    # --- layout ------------------------------------------------------------------------
-
-    def _build(self) -> None:
-        def small() -> widgets.Layout:  # a button as wide as its label, never squeezed
-            return widgets.Layout(width="auto", flex="0 0 auto")
-
-        def stretch() -> widgets.Layout:
-            return widgets.Layout(width="auto", flex="1 1 auto")
-
-        self.process_picker = widgets.Dropdown(options=[("(no process)", None)], value=None,
-                                               description="process", layout=widgets.Layout(width="380px"))
-        self.refresh_button = widgets.Button(description="refresh", icon="refresh", layout=small(),
-                                             tooltip="Re-read the list of attachable processes and this frame")
-        self.pause_state = widgets.HTML(value="<span class='fb-gone'>not attached</span>")
-        self.buttons = {key: widgets.Button(description=label, icon=icon, tooltip=tip, layout=small(), disabled=True)
-                        for key, (label, icon, tip) in _BUTTONS.items()}
-        self.stack_view = widgets.Select(options=[], rows=6, layout=widgets.Layout(width="auto"))
-        self.variables_view = widgets.HTML(value="<i>no frame</i>",
-                                           layout=widgets.Layout(max_height="260px", overflow="auto"))
-        self.console_input = widgets.Text(placeholder="expression or statement, runs in the selected frame",
-                                          continuous_update=False, layout=stretch())
-        self.console_run = widgets.Button(description="run", icon="terminal", layout=small(), disabled=True,
-                                          tooltip="Run the input in the selected frame")
-        self.console_echo = widgets.HTML(value="")
-        self.console_log = widgets.HTML(value="", layout=widgets.Layout(max_height="240px", overflow="auto"))
-        self.bp_input = widgets.Text(placeholder="file.py:42 [if condition]", continuous_update=False,
-                                     layout=stretch())
-        self.bp_add = widgets.Button(description="add", icon="plus", layout=small(), tooltip="Set a breakpoint")
-        self.bp_list = widgets.Select(options=[], rows=3, layout=stretch())
-        self.bp_remove = widgets.Button(description="remove", icon="minus", layout=small(),
-                                        tooltip="Remove the selected breakpoint")
-        self.message = widgets.HTML(value="")
-
-        # CSS classes: the handles tests (and users' own CSS) use to find each part.
-        for widget, css in [
-            (self, "fb-panel"), (self.process_picker, "fb-process"), (self.refresh_button, "fb-refresh"),
-            (self.pause_state, "fb-state"), (self.stack_view, "fb-stack"), (self.variables_view, "fb-vars"),
-            (self.console_input, "fb-console-input"), (self.console_run, "fb-console-run"),
-            (self.console_echo, "fb-console-echo"), (self.console_log, "fb-console-log"),
-            (self.bp_input, "fb-bp-input"), (self.bp_add, "fb-bp-add"), (self.bp_list, "fb-bp-list"),
-            (self.bp_remove, "fb-bp-remove"), (self.message, "fb-message"),
-        ] + [(b, f"fb-{key}") for key, b in self.buttons.items()]:
-            widget.add_class(css)
-
-        def heading(text: str) -> widgets.HTML:
-            return widgets.HTML(f"<div class='fb-heading'>{text}</div>")
-
-        controls = widgets.HBox([self.buttons[k] for k in ("cont", "step", "next", "step-out", "pause")]
-                                + [widgets.HTML("&nbsp;|&nbsp;")]
-                                + [self.buttons[k] for k in ("mount", "write-back", "discard")])
-        left = widgets.VBox([heading("stack"), self.stack_view, heading("breakpoints"),
-                             widgets.HBox([self.bp_input, self.bp_add]),
-                             widgets.HBox([self.bp_list, self.bp_remove])],
-                            layout=widgets.Layout(flex="0 1 40%", min_width="280px", margin="0 8px 0 0"))
-        right = widgets.VBox([heading("variables"), self.variables_view], layout=widgets.Layout(flex="1 1 60%"))
-        self.children = [
-            widgets.HTML(_CSS),
-            widgets.HBox([self.process_picker, self.refresh_button]),
-            self.pause_state,
-            controls,
-            widgets.HBox([left, right]),
-            heading("console"),
-            widgets.HBox([self.console_input, self.console_run]),
-            self.console_echo,
-            self.console_log,
-            self.message,
-        ]
-
+    def _connect(self) -> None:
+        """What each widget does."""
         self.refresh_button.on_click(lambda _: self._submit("refresh", self._refresh_all))
         self.process_picker.observe(self._on_pick_process, names="value")
         self.stack_view.observe(self._on_pick_frame, names="index")
@@ -244,17 +116,6 @@ class DebugPanel(widgets.VBox):
         self.buttons["write-back"].on_click(lambda _: self._submit("write back", self._unmount, True))
         self.buttons["discard"].on_click(lambda _: self._submit("discard", self._unmount, False))
 
-    @contextmanager
-    def _programmatic(self) -> Iterator[None]:
-        self._local.active = True
-        try:
-            yield
-        finally:
-            self._local.active = False
-
-    def _is_programmatic(self) -> bool:
-        return getattr(self._local, "active", False)
-
     # --- running work off the kernel thread --------------------------------------------
 
     def _submit(self, what: str, fn: Callable[..., Any], *args: Any) -> Optional[Future]:
@@ -266,19 +127,19 @@ class DebugPanel(widgets.VBox):
             try:
                 fn(*args)
             except Exception as exc:  # shown in the panel: a widget callback has nowhere else to raise
-                self._say(f"{what}: {self._describe_error(exc)}", error=True)
+                self._say(f"{what}: {describe_error(exc)}", error=True)
 
         return self._worker.submit(run)
 
-    @staticmethod
-    def _describe_error(exc: BaseException) -> str:
-        if isinstance(exc, RemoteError):
-            return f"{exc.remote_type}: {exc.remote_message}"
-        return f"{type(exc).__name__}: {exc}"
+    def _attached(self) -> Session:
+        """The attached session (NotPaused, shown in the panel, if there is none)."""
+        session = self.session
+        if session is None:
+            raise NotPaused("not attached to a process")
+        return session
 
     def _say(self, text: str, *, error: bool = False) -> None:
-        cls = "fb-err" if error else "fb-info"
-        self.message.value = f"<span class='{cls}'>{_esc(text)}</span>" if text else ""
+        self.message.value = message_html(text, error=error)
 
     # --- attaching ---------------------------------------------------------------------
 
@@ -330,8 +191,8 @@ class DebugPanel(widgets.VBox):
         current = session.pid if session is not None else None
         options: List[Tuple[str, Optional[int]]] = [("(pick a process)", None)]
         for pid, state, command in self._process_rows:
-            if pid == current:
-                state = "paused" if session.paused else "running"  # type: ignore[union-attr]
+            if session is not None and pid == session.pid:
+                state = "paused" if session.paused else "running"
             options.append((f"{pid}  {state}  {command}"[:80], pid))
         if current is not None and current not in [pid for _, pid in options]:
             options.append((f"{current}  (attached)", current))
@@ -366,7 +227,7 @@ class DebugPanel(widgets.VBox):
             self._show_state()
         elif event == "lost":
             self._enable(paused=False, alive=False)
-            self.pause_state.value = f"<span class='fb-gone'>lost</span> {_esc(body.get('error', ''))}"
+            self.pause_state.value = lost_html(body.get("error", ""))
 
     def _queue_refresh(self) -> None:
         # Pauses can come in bursts (stepping): one pending refresh covers them all.
@@ -395,18 +256,7 @@ class DebugPanel(widgets.VBox):
             self.pause_state.value = "<span class='fb-gone'>not attached</span>"
             return
         pauses = session.pauses()
-        if pauses:
-            p = pauses[0]
-            more = f" (+{len(pauses) - 1} more paused threads)" if len(pauses) > 1 else ""
-            text = (f"<span class='fb-paused'>paused</span> ({_esc(p.reason)}) at "
-                    f"<b>{_esc(os.path.basename(p.file))}:{p.line}</b> in {_esc(p.function)}() "
-                    f"&middot; thread {_esc(p.name)} &middot; pid {session.pid}{more}")
-            if "exception" in p.extra:
-                text += f"<br>exception: {_esc(p.extra['exception'])}"
-            for expr, value in (p.extra.get("watches") or {}).items():
-                text += f"<br>watch {_esc(expr)} = {_esc(value)}"
-        else:
-            text = f"<span class='fb-running'>running</span> &middot; pid {session.pid}"
+        text = pause_state_html(session.pid, pauses)
         self._enable(paused=bool(pauses), alive=True)  # before the text: whoever sees it finds the buttons right
         self.pause_state.value = text
         self._show_processes()
@@ -444,28 +294,7 @@ class DebugPanel(widgets.VBox):
         selected = next((f.index for f in stack if f.selected), 0)
         self._set_stack([(f"#{f.index} {f.function}()  {os.path.basename(f.file)}:{f.line}", f.index)
                          for f in stack], selected)
-        self.variables_view.value = self._variables_html(variables)
-
-    def _set_stack(self, options: List[Tuple[str, int]], selected: Optional[int]) -> None:
-        with self._programmatic():
-            self.stack_view.options = options
-            self.stack_view.value = selected if options else None
-
-    @staticmethod
-    def _variables_html(variables: Dict[str, Any]) -> str:
-        if not variables:
-            return "<i>(no variables)</i>"
-        rows = []
-        for v in list(variables.values())[:VARIABLE_ROWS]:
-            size = human_size(v.size)
-            if v.shape is not None:
-                size = f"{tuple(v.shape)} {size}"
-            rows.append(f"<tr><td>{_esc(v.name)}</td><td>{_esc(v.type)}</td><td>{_esc(size)}</td>"
-                        f"<td>{_esc(v.repr)}</td></tr>")
-        more = len(variables) - VARIABLE_ROWS
-        tail = f"<tr><td colspan=4>... {more} more</td></tr>" if more > 0 else ""
-        return ("<table><tr><th>name</th><th>type</th><th>size</th><th>value</th></tr>"
-                + "".join(rows) + tail + "</table>")
+        self.variables_view.value = variables_html(variables)
 
     def _on_pick_frame(self, change: Dict[str, Any]) -> None:
         index = change["new"]
@@ -485,7 +314,7 @@ class DebugPanel(widgets.VBox):
         # Shows what the kernel has, i.e. what "run" will run (ipywidgets may deliver a
         # click before the last keystrokes; the transcript shows what actually ran).
         text = change["new"].strip()
-        self.console_echo.value = f"<span class='fb-in'>next: <code>{_esc(text)}</code></span>" if text else ""
+        self.console_echo.value = next_input_html(text)
 
     def _on_run_clicked(self, _: Any) -> None:
         # Read the input here, in the click's own handler, and carry it with the job:
@@ -497,26 +326,19 @@ class DebugPanel(widgets.VBox):
         self._submit("run", self._run_console, source)
 
     def _run_console(self, source: str) -> None:
-        session = self.session
-        if session is None:
-            raise NotPaused("not attached to a process")
-        frame = self.stack_view.label or "frame"
-        entry = f"<pre class='fb-in'>[{_esc(frame.split('  ')[0])}] &gt;&gt;&gt; {_esc(source)}</pre>"
+        session = self._attached()
+        entry = console_input_html(self.stack_view.label or "frame", source)
         try:
             if is_expression(source):
-                result, frames = session.frame_op("eval", {"expr": source})
-                printed = (result or {}).get("output", "")
-                value = session._eval_value(result, frames)  # an uncopyable one arrives live
-                out = printed + _short(repr(value))
+                printed = io.StringIO()
+                value = session.eval(source, stdout=printed)  # an uncopyable value arrives live
+                out = printed.getvalue() + short(repr(value))
             else:
                 out = str(session.exec(source))
                 self._queue_refresh()  # statements may rebind variables
-            entry += f"<pre class='fb-out'>{_esc(out)}</pre>" if out else "<pre class='fb-ok'>(done, no output)</pre>"
-        except RemoteError as exc:
-            detail = exc.remote_traceback.rstrip() or f"{exc.remote_type}: {exc.remote_message}"
-            entry += f"<pre class='fb-err'>{_esc(_short(detail))}</pre>"
+            entry += console_output_html(out)
         except BridgeError as exc:
-            entry += f"<pre class='fb-err'>{_esc(type(exc).__name__)}: {_esc(exc)}</pre>"
+            entry += console_error_html(exc)
         with self._lock:
             self._transcript = (self._transcript + [entry])[-TRANSCRIPT_ENTRIES:]
             log = "".join(reversed(self._transcript))  # newest first: no scrolling to see it
@@ -525,9 +347,7 @@ class DebugPanel(widgets.VBox):
     # --- execution control -----------------------------------------------------------
 
     def _control(self, action: str) -> None:
-        session = self.session
-        if session is None:
-            raise NotPaused("not attached to a process")
+        session = self._attached()
         if action == "pause":
             # The pause event updates the panel; a pause that cannot land at once (the
             # thread is in a long C call) is said in the panel, not as a kernel warning.
@@ -552,9 +372,7 @@ class DebugPanel(widgets.VBox):
         except ImportError:
             self._say("mount is not available in this framebridge (client.mount is missing)", error=True)
             return
-        if self.session is None:
-            raise NotPaused("not attached to a process")
-        mount = jump_context(self.session, namespace=_notebook_namespace())  # the selected frame
+        mount = jump_context(self._attached(), namespace=_notebook_namespace())  # the selected frame
         mount.__enter__()
         self.mount = mount
         self._show_state()  # enables write back / discard
@@ -587,10 +405,6 @@ class DebugPanel(widgets.VBox):
 
     # --- breakpoints -----------------------------------------------------------------------
 
-    def _breakpoints_supported(self) -> bool:
-        return self.session is not None and all(
-            hasattr(self.session, name) for name in ("break_at", "breakpoints", "clear"))
-
     def _on_bp_add(self, _: Any) -> None:
         text = self.bp_input.value
         try:
@@ -601,10 +415,11 @@ class DebugPanel(widgets.VBox):
         self._submit("breakpoint", self._add_breakpoint, file, line, condition)
 
     def _add_breakpoint(self, file: str, line: int, condition: Optional[str]) -> None:
-        if not self._breakpoints_supported():
-            self._say("breakpoints are not available (attach first, or update framebridge)", error=True)
+        session = self.session
+        if session is None:
+            self._say("breakpoints are not available (attach first)", error=True)
             return
-        bp = self.session.break_at(file, line, condition=condition)  # type: ignore[union-attr]
+        bp = session.break_at(file, line, condition=condition)
         self._say(f"set {bp}")
         self._refresh_breakpoints()
 
@@ -616,17 +431,18 @@ class DebugPanel(widgets.VBox):
         self._submit("remove breakpoint", self._remove_breakpoint, self.breakpoint_items[index])
 
     def _remove_breakpoint(self, bp: Any) -> None:
-        self.session.clear(bp)  # type: ignore[union-attr]
+        self._attached().clear(bp)
         self._say(f"removed {bp}")
         self._refresh_breakpoints()
 
     def _refresh_breakpoints(self) -> None:
-        if not self._breakpoints_supported():
+        session = self.session
+        if session is None:
             return
-        items = list(self.session.breakpoints())  # type: ignore[union-attr]
+        items = list(session.breakpoints())
         self.breakpoint_items = items
         with self._programmatic():
-            self.bp_list.options = [(_breakpoint_label(bp), i) for i, bp in enumerate(items)]
+            self.bp_list.options = [(breakpoint_label(bp), i) for i, bp in enumerate(items)]
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -643,12 +459,6 @@ class DebugPanel(widgets.VBox):
                     pass
                 self.mount = None
             self._detach()
-            _close_tree(self.children)
+            self._close_widgets()
         super().close()
 
-
-def _close_tree(children: Any) -> None:
-    """Close widgets and, depth first, the widgets inside boxes."""
-    for child in children:
-        _close_tree(getattr(child, "children", ()))
-        child.close()
