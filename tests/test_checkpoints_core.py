@@ -475,8 +475,9 @@ def test_a_big_checkpoint_costs_only_what_the_job_writes_and_rewinds_intact(targ
 
 
 DROP = """
-import json, sys
+import json, os, signal, sys
 from bridge import checkpoints
+signal.signal(signal.SIGUSR1, lambda signum, frame: print("USR1 in", os.getpid(), flush=True))
 ballast = bytearray(128 << 20)
 for i in range(0, len(ballast), 4096):
     ballast[i] = 1
@@ -528,6 +529,8 @@ def test_drop_frees_the_snapshot_and_the_relay_still_relays(tmp_path: Path) -> N
             return private < 40 * 1024  # kB: ...a fresh interpreter, not the 128 MiB snapshot
 
         wait_until(relay_small, timeout=10, what="the dropped keeper to free its memory")
+        os.kill(root, signal.SIGUSR1)  # the relay passes signals on as the keeper did
+        assert proc.stdout.readline().startswith("USR1 in ")
         proc.stdin.write("go\n")
         proc.stdin.flush()
         rest = proc.stdout.read()
@@ -548,6 +551,11 @@ from bridge import checkpoints
 log = open(sys.argv[1], "w")
 log.write("x" * 1234)
 log.flush()
+import mmap
+with open(sys.argv[2], "wb") as f:          # a file named like the CUDA driver, mapped as it would be
+    f.write(bytes(4096))
+with open(sys.argv[2], "rb") as f:
+    fake_driver = mmap.mmap(f.fileno(), 4096, prot=mmap.PROT_READ)
 server = socket.socket()
 server.bind(("127.0.0.1", 0))
 server.listen()
@@ -563,7 +571,7 @@ sys.exit(0)
 
 def test_what_cannot_be_rewound_is_listed(target: Any, tmp_path: Path) -> None:
     log = tmp_path / "job.log"
-    t = target(INVENTORY, str(log))
+    t = target(INVENTORY, str(log), str(tmp_path / "libcuda.so.1"))
     rc, out = finish(t)
     assert rc == 0, out
     (info, port, helper), = values(out, "INFO")
@@ -577,7 +585,7 @@ def test_what_cannot_be_rewound_is_listed(target: Any, tmp_path: Path) -> None:
     assert any(d["local"] == f"127.0.0.1:{port}" and d["state"] == "LISTEN" for d in tcp), tcp
     assert any(d.get("peer") == f"127.0.0.1:{port}" and d["state"] == "ESTABLISHED" for d in tcp), tcp
     assert [c["pid"] for c in cannot["children"]] == [helper], cannot  # the job's child stays the keeper's
-    assert cannot["gpu"] == [] and cannot["python_threads"] == []
+    assert cannot["gpu"] == ["libcuda.so.1"] and cannot["python_threads"] == []
     assert cannot["native_thread_count"] >= 1
     # Our own descriptors (the record, the control sockets) are not the job's: not listed.
     assert not any("memfd:framebridge" in d.get("path", "") for d in cannot["descriptors"]), cannot
@@ -643,3 +651,47 @@ def test_the_connection_between_take_and_the_keeper_costs_one_descriptor_each(ta
     extra = values(out, "EXTRA")[0]
     assert len(extra) == 3 and sum(e.startswith("socket:") for e in extra) == 2, extra
     assert any("framebridge-checkpoints" in e for e in extra), extra
+
+
+# --- with framebridge's own server (what the integration will do, done by hand) --------------------
+
+WITH_SERVER = """
+import json, os, sys
+import bridge
+from bridge import checkpoints, server
+bridge.listen()                          # framebridge's threads run: they do not count as the job's
+cp = checkpoints.take({"function": "<module>"},
+                      on_keeper=lambda: server.current_server().stop())   # the keeper hides
+value = 41 + cp.rewinds
+print("LIVE", json.dumps(checkpoints.lineage()), flush=True)
+bridge.set_trace()                       # a fresh server in the live process (new keys, new file)
+print("CONTINUED", value, flush=True)
+if not cp.resumed:
+    checkpoints.rewind(cp)
+sys.exit(0)
+"""
+
+
+def test_a_client_attaches_to_each_live_process_the_keeper_hides(target: Any, attach_to: Any) -> None:
+    import client
+    from bridge import keys
+
+    t = target(WITH_SERVER)
+    for expected in (41, 42):
+        live = values(t.wait_output("LIVE", timeout=30), "LIVE")[expected - 41]
+        assert live[0] == t.pid and len(live) == 2
+        path = keys.connection_path(live[1])
+        wait_until(path.exists, timeout=20, what="the live process's connection file")
+        wait_until(lambda: not keys.connection_path(t.pid).exists(), timeout=20, what="the keeper to hide")
+        s = client.attach(live[1])
+        try:
+            s.wait(20)
+            assert s.eval("value") == expected
+            assert s.eval("cp.rewinds") == expected - 41
+            s.cont()
+        finally:
+            s.close()
+    rc, out = finish(t)
+    assert rc == 0, out
+    assert "CONTINUED 41" in out and "CONTINUED 42" in out and "Traceback" not in out, out
+    assert_nothing_left(t.pid)

@@ -56,10 +56,11 @@ def gpu_libraries(pid: int) -> List[str]:
     try:
         with open(f"/proc/{pid}/maps") as f:
             for line in f:
-                path = line.split(None, 5)[5].strip() if line.count(" ") >= 5 else ""
+                parts = line.split(None, 5)  # address perms offset dev inode [path]
+                path = parts[5].strip() if len(parts) > 5 else ""
                 if path and any(marker in path for marker in _GPU_MARKERS):
                     found.add(os.path.basename(path) if not path.startswith("/dev/") else path)
-    except (OSError, IndexError):
+    except OSError:
         pass
     return sorted(found)
 

@@ -104,9 +104,8 @@ class Keeper:
     def _messages(self) -> List[Dict[str, Any]]:
         out: List[Dict[str, Any]] = []
         while self._control_open:
-            try:
-                data = os.read(self.control, 65536)
-            except BlockingIOError:
+            data = sysapi.read_holding_gil(self.control, 65536)
+            if data is None:
                 return out
             if not data:  # every sender is gone (a relay holds no sender of its own): the chain is ending
                 self._control_open = False
@@ -184,7 +183,7 @@ class Keeper:
         """Reap every child that ended; the chain child's end is the job's end."""
         while True:
             try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
+                pid, status = sysapi.waitpid_holding_gil(-1, os.WNOHANG)
             except ChildProcessError:
                 return
             if pid == 0:
@@ -198,7 +197,7 @@ class Keeper:
 
     def _finish(self, status: int) -> None:
         if self.witness is not None:
-            self.witness.close()
+            self.witness.end()
         sysapi.die_like(status)
 
     # --- rewind ----------------------------------------------------------------------------

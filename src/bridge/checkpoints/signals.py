@@ -112,10 +112,7 @@ class KeeperSignals:
             return []
         out: List[int] = []
         while True:
-            try:
-                chunk = os.read(self.wakeup_r, 512)
-            except BlockingIOError:
-                return out
+            chunk = sysapi.read_holding_gil(self.wakeup_r, 512)
             if not chunk:
                 return out
             out.extend(chunk)
@@ -215,6 +212,14 @@ class Witness:
 
     def fds(self) -> List[int]:
         return [self.to_fd, self.from_fd]
+
+    def end(self) -> None:
+        """End the witness now and reap it, holding the GIL throughout (the keeper's last act)."""
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+            sysapi.waitpid_holding_gil(self.pid, 0)  # SIGKILL: it cannot take long
+        except (ProcessLookupError, ChildProcessError):
+            pass
 
     def close(self, wait_s: float = 1.0) -> None:
         """End the witness (EOF on its input) and reap it."""

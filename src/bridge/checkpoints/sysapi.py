@@ -1,10 +1,11 @@
 """Linux process primitives the checkpoints need and the ``os`` module lacks (libc via ctypes).
 
-Everything here is small and synchronous. Two calls go through ``ctypes.PyDLL`` on
-purpose, which does *not* release the GIL: the keeper's idle wait
-(:func:`poll_holding_gil`), so that whatever other Python threads the keeper process
-still has (a checkpoint taken with ``force=True``) stay frozen while it keeps the
-snapshot (docs/design-checkpoints.md, "Threads").
+Everything here is small and synchronous. The keeper's calls go through ``ctypes.PyDLL``
+on purpose, which does *not* release the GIL (``os.read``, ``os.waitpid`` and
+``ctypes.CDLL`` calls do): its idle wait (:func:`poll_holding_gil`), the reads of its
+pipes and its reaping. So whatever other Python threads the keeper process still has (a
+checkpoint taken with ``force=True``) stay frozen while it keeps the snapshot and as it
+ends, and print nothing after the job's end (docs/design-checkpoints.md, "Threads").
 """
 
 from __future__ import annotations
@@ -43,6 +44,12 @@ def _load() -> "tuple[Optional[ctypes.CDLL], Optional[ctypes.PyDLL]]":
     libc.fflush.argtypes = [ctypes.c_void_p]
     held.poll.argtypes = [ctypes.POINTER(_PollFd), ctypes.c_ulong, ctypes.c_int]
     held.poll.restype = ctypes.c_int
+    held.read.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t]
+    held.read.restype = ctypes.c_ssize_t
+    held.waitpid.argtypes = [ctypes.c_int, ctypes.POINTER(ctypes.c_int), ctypes.c_int]
+    held.waitpid.restype = ctypes.c_int
+    held.signal.argtypes = [ctypes.c_int, ctypes.c_void_p]
+    held.signal.restype = ctypes.c_void_p
     return libc, held
 
 
@@ -71,8 +78,8 @@ def set_parent_death_signal(sig: int) -> None:
 def set_disposition_raw(sig: int, ignore: bool) -> None:
     """SIG_IGN or SIG_DFL for ``sig`` straight through libc: unlike ``signal.signal`` this
     works on any thread (Python allows handlers only on the main thread)."""
-    assert _libc is not None
-    _libc.signal(sig, _SIG_IGN if ignore else _SIG_DFL)
+    assert _libc_holding_gil is not None
+    _libc_holding_gil.signal(sig, _SIG_IGN if ignore else _SIG_DFL)
 
 
 def flush_c_stdio() -> None:
@@ -95,6 +102,37 @@ def poll_holding_gil(fds: Sequence[int], timeout_ms: int) -> List[int]:
             return []
         raise OSError(err, os.strerror(err))
     return [entry.fd for entry in array if entry.revents]
+
+
+def read_holding_gil(fd: int, size: int) -> Optional[bytes]:
+    """read(2) without releasing the GIL; None if a non-blocking ``fd`` has nothing now."""
+    assert _libc_holding_gil is not None
+    buffer = ctypes.create_string_buffer(size)
+    while True:
+        n = _libc_holding_gil.read(fd, buffer, size)
+        if n >= 0:
+            return buffer.raw[:n]
+        err = ctypes.get_errno()
+        if err == errno.EAGAIN:
+            return None
+        if err != errno.EINTR:
+            raise OSError(err, os.strerror(err))
+
+
+def waitpid_holding_gil(pid: int, options: int) -> "tuple[int, int]":
+    """waitpid(2) without releasing the GIL: (pid, status), (0, 0) if none ended (WNOHANG);
+    ChildProcessError when there is no such child."""
+    assert _libc_holding_gil is not None
+    status = ctypes.c_int(0)
+    while True:
+        done = _libc_holding_gil.waitpid(pid, ctypes.byref(status), options)
+        if done >= 0:
+            return done, status.value
+        err = ctypes.get_errno()
+        if err == errno.ECHILD:
+            raise ChildProcessError(err, os.strerror(err))
+        if err != errno.EINTR:
+            raise OSError(err, os.strerror(err))
 
 
 def open_pidfd(pid: int) -> Optional[int]:
