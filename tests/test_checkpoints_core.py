@@ -8,6 +8,7 @@ scanning /proc for that group.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -21,7 +22,7 @@ import termios
 import textwrap
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
 
@@ -63,8 +64,32 @@ def state_of(pid: int) -> str:
 
 
 def values(out: str, key: str) -> List[Any]:
-    """Every ``KEY <json>`` line of a job's output, decoded."""
-    return [json.loads(line[len(key) + 1:]) for line in out.splitlines() if line.startswith(key + " ")]
+    """Every complete ``KEY <json>`` line of a job's output, decoded."""
+    complete = out[: out.rfind("\n") + 1]  # the job may be half-way through writing the last one
+    return [json.loads(line[len(key) + 1:]) for line in complete.splitlines() if line.startswith(key + " ")]
+
+
+@contextlib.contextmanager
+def piped_job(tmp_path: Path, source: str, *, own_session: bool = True) -> Iterator[subprocess.Popen]:
+    """A job whose stdin and stdout the test drives line by line; its group is killed at the end.
+
+    Without ``own_session`` the job gets a process group of its own in *our* session, as a
+    shell runs a job (a group alone in its session is orphaned: the kernel discards ^Z there).
+    """
+    script = tmp_path / "job.py"
+    script.write_text(textwrap.dedent(source))
+    env = dict(os.environ, PYTHONPATH=SRC, PYTHONUNBUFFERED="1")
+    placement: Dict[str, Any] = {"start_new_session": True} if own_session else {"preexec_fn": os.setpgrp}
+    proc = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            env=env, text=True, **placement)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        proc.stdin.close()
+        proc.stdout.close()
 
 
 def finish(t: Any, timeout: float = 30) -> Tuple[int, str]:
@@ -343,14 +368,7 @@ sys.exit(9)
 
 
 def test_job_control_stop_and_continue_leave_nothing_stopped(tmp_path: Path) -> None:
-    script = tmp_path / "job.py"
-    script.write_text(textwrap.dedent(STOP_AND_CONTINUE))
-    env = dict(os.environ, PYTHONPATH=SRC, PYTHONUNBUFFERED="1")
-    # A group of its own in *our* session, as a shell runs a job: in a session of its own the
-    # group would be orphaned, and the kernel discards ^Z for orphaned groups.
-    proc = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            env=env, preexec_fn=os.setpgrp, text=True)
-    try:
+    with piped_job(tmp_path, STOP_AND_CONTINUE, own_session=False) as proc:
         line = proc.stdout.readline()
         lineage = [int(p) for p in re.findall(r"\d+", line)]
         assert line.startswith("READY") and lineage[0] == proc.pid, line
@@ -366,10 +384,6 @@ def test_job_control_stop_and_continue_leave_nothing_stopped(tmp_path: Path) -> 
         proc.stdin.flush()
         assert proc.stdout.readline() == "DONE\n"
         assert proc.wait(20) == 9
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
     assert_nothing_left(proc.pid)
 
 
@@ -503,12 +517,7 @@ sys.exit(11)
 
 
 def test_drop_frees_the_snapshot_and_the_relay_still_relays(tmp_path: Path) -> None:
-    script = tmp_path / "job.py"
-    script.write_text(textwrap.dedent(DROP))
-    env = dict(os.environ, PYTHONPATH=SRC, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            env=env, start_new_session=True, text=True)
-    try:
+    with piped_job(tmp_path, DROP) as proc:
         lines = []
         while not lines or not lines[-1].startswith("DROPPED"):
             lines.append(proc.stdout.readline())
@@ -535,10 +544,6 @@ def test_drop_frees_the_snapshot_and_the_relay_still_relays(tmp_path: Path) -> N
         proc.stdin.flush()
         rest = proc.stdout.read()
         assert proc.wait(30) == 11, rest  # the exit code came up through the relay
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
     assert values(rest, "STATES") == [["dropped", "kept"]], rest
     assert "INNER 1" in rest, rest
     assert "was dropped" in values(rest, "REFUSED")[0], rest
@@ -677,8 +682,9 @@ def test_a_client_attaches_to_each_live_process_the_keeper_hides(target: Any, at
     from bridge import keys
 
     t = target(WITH_SERVER)
-    for expected in (41, 42):
-        live = values(t.wait_output("LIVE", timeout=30), "LIVE")[expected - 41]
+    for timeline, expected in enumerate((41, 42)):
+        wait_until(lambda: len(values(t.output(), "LIVE")) > timeline, timeout=30, what="a live process")
+        live = values(t.output(), "LIVE")[timeline]
         assert live[0] == t.pid and len(live) == 2
         path = keys.connection_path(live[1])
         wait_until(path.exists, timeout=20, what="the live process's connection file")
@@ -687,7 +693,7 @@ def test_a_client_attaches_to_each_live_process_the_keeper_hides(target: Any, at
         try:
             s.wait(20)
             assert s.eval("value") == expected
-            assert s.eval("cp.rewinds") == expected - 41
+            assert s.eval("cp.rewinds") == timeline
             s.cont()
         finally:
             s.close()
