@@ -105,7 +105,8 @@ from bridge import checkpoints
 print("before the checkpoint")            # no flush: the buffer must not be copied into timelines
 total = 10
 cp = checkpoints.take({"file": __file__, "line": 6, "function": "<module>"})
-print("AT", json.dumps([cp.rewinds, total, checkpoints.job_id(), checkpoints.lineage()]), flush=True)
+print("AT", json.dumps([cp.rewinds, total, checkpoints.job_id(), checkpoints.lineage(), checkpoints.generation()]),
+      flush=True)
 if not cp.resumed:
     total += 5
     print("changed", total)                # no flush: written by the rewind (flushed first)
@@ -128,6 +129,7 @@ def test_rewind_restores_memory_and_the_job_exit_code_is_relayed(target: Any) ->
     assert all(a[2] == t.pid for a in at), out  # job_id() is the supervisor's pid in every timeline
     first, second = at[0][3], at[1][3]
     assert first[0] == second[0] == t.pid and first[1] != second[1], out  # a new live process
+    assert [a[4] for a in at] == [1, 2], out  # each live process has a newer generation
     assert out.count("changed 15") == 1 and "NOT REACHED" not in out, out
     assert re.findall(r"^RESULT .*$", out, re.M) == ["RESULT 11"], out
     assert_nothing_left(t.pid)
@@ -604,7 +606,8 @@ try:
     checkpoints.take({"value": object()})
 except TypeError as exc:
     print("LABEL", json.dumps(str(exc)), flush=True)
-print("AFTER", json.dumps([checkpoints.lineage(), checkpoints.list_checkpoints(), checkpoints.job_id()]), flush=True)
+print("AFTER", json.dumps([checkpoints.lineage(), checkpoints.list_checkpoints(), checkpoints.job_id(),
+                          checkpoints.generation()]), flush=True)
 for call in (lambda: checkpoints.rewind(1), lambda: checkpoints.drop(1)):
     try:
         call()
@@ -625,7 +628,7 @@ def test_bad_requests_get_clear_errors_and_change_nothing(target: Any) -> None:
     rc, out = finish(t)
     assert rc == 0, out
     assert "JSON-able" in values(out, "LABEL")[0], out
-    assert values(out, "AFTER") == [[[t.pid], [], t.pid]], out  # no chain was started
+    assert values(out, "AFTER") == [[[t.pid], [], t.pid, 0]], out  # no chain was started
     assert all("has no checkpoints" in m for m in values(out, "NONE")) and len(values(out, "NONE")) == 2, out
     assert "checkpoint 99 is not on this timeline" in values(out, "UNKNOWN")[0], out
     assert values(out, "AVAILABLE") == [None], out
@@ -666,7 +669,7 @@ import bridge
 from bridge import checkpoints, server
 bridge.listen()                          # framebridge's threads run: they do not count as the job's
 cp = checkpoints.take({"function": "<module>"},
-                      on_keeper=lambda: server.current_server().stop())   # the keeper hides
+                      on_keeper=lambda cp, live: server.current_server().stop())   # the keeper hides
 value = 41 + cp.rewinds
 print("LIVE", json.dumps(checkpoints.lineage()), flush=True)
 bridge.set_trace()                       # a fresh server in the live process (new keys, new file)

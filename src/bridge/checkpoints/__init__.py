@@ -41,7 +41,7 @@ from .signals import FORWARDED, Witness, save_handlers
 
 __all__ = [
     "Checkpoint", "CheckpointInfo", "CheckpointError", "ThreadsRunning", "Unsupported",
-    "available", "take", "rewind", "drop", "list_checkpoints", "job_id", "lineage",
+    "available", "take", "rewind", "drop", "list_checkpoints", "job_id", "lineage", "generation",
 ]
 
 
@@ -154,7 +154,7 @@ def _require_chain() -> _Chain:
 
 
 def take(label: Optional[Mapping[str, Any]] = None, *, force: bool = False,
-         on_keeper: Optional[Callable[[], None]] = None) -> Checkpoint:
+         on_keeper: Optional[Callable[[Checkpoint, int], None]] = None) -> Checkpoint:
     """Checkpoint this process here; return in the live process that carries on.
 
     Call it on the thread that should carry on (the paused thread). ``label`` (JSON-able:
@@ -163,8 +163,9 @@ def take(label: Optional[Mapping[str, Any]] = None, *, force: bool = False,
     every live process, and frozen in the keeper). framebridge's own threads (``bridge-*``,
     the ZAP authenticator) do not count; they do not exist in the live process either.
 
-    ``on_keeper`` runs in the keeper, once, before it starts keeping (the integration
-    stops its server there); its errors are printed, not raised. The keeper then never
+    ``on_keeper(checkpoint, live_pid)`` runs in the keeper, once, before it starts keeping
+    (the integration answers the client's request there, still on the original server,
+    then stops that server); its errors are printed, not raised. The keeper then never
     returns here -- except in a new live process forked by a rewind, where this returns
     again with ``rewinds`` > 0.
     """
@@ -225,7 +226,8 @@ def take(label: Optional[Mapping[str, Any]] = None, *, force: bool = False,
     # This process is now the keeper of the checkpoint.
     if on_keeper is not None:
         try:
-            on_keeper()
+            on_keeper(Checkpoint(id=cp_id, job=chain.job, keeper=keeper_pid, depth=depth, label=label_dict,
+                                 taken=taken, rewinds=0, cannot_rewind=cannot), pid)
         except BaseException as exc:  # the keeper must keep, whatever the hook did
             print(f"framebridge: the keeper hook failed: {exc!r}", file=sys.__stderr__, flush=True)
     keeper = Keeper(checkpoint_id=cp_id, depth=depth, child=pid, control=keeper_end, registry=chain.registry,
@@ -361,6 +363,13 @@ def job_id() -> int:
     exists (constant across checkpoints and rewinds), this process's before."""
     chain = _chain_here()
     return chain.job if chain is not None else os.getpid()
+
+
+def generation() -> int:
+    """How many live processes the job has had (bumped at every take and rewind): the
+    newest connection file of a job is the one with the highest generation. 0 before any."""
+    chain = _chain_here()
+    return chain.registry.read()["generation"] if chain is not None else 0
 
 
 def lineage() -> List[int]:

@@ -141,6 +141,7 @@ def _is_main_thread() -> bool:
 # FORWARDED, so a group signal stays pending in it until the root asks: one byte, the signal
 # number; the answer, b"1" if it was pending (and is now taken), else b"0". EOF: the root is gone.
 _WITNESS_PROGRAM = (
+    "# framebridge checkpoint witness (bridge/checkpoints/signals.py)\n"
     "import os, signal\n"
     "while True:\n"
     "    b = os.read(0, 1)\n"
