@@ -409,6 +409,32 @@ def test_a_job_that_ignores_sigchld_still_has_its_exit_code_relayed(target: Any)
     assert_nothing_left(t.pid)
 
 
+CHILD_ENDS_WHILE_KEPT = """
+import os, subprocess, sys, time
+from bridge import checkpoints
+helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.3)"])
+cp = checkpoints.take({})              # the helper is now the keeper's child, not the live process's
+def state():
+    try:
+        with open(f"/proc/{helper.pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0].decode()
+    except OSError:
+        return "gone"
+deadline = time.monotonic() + 15
+while state() != "gone" and time.monotonic() < deadline:
+    time.sleep(0.02)
+print("HELPER", state(), flush=True)    # "Z" would be a zombie nobody reaps
+sys.exit(0)
+"""
+
+
+def test_the_keeper_reaps_the_jobs_older_children(target: Any) -> None:
+    t = target(CHILD_ENDS_WHILE_KEPT)
+    rc, out = finish(t)
+    assert rc == 0 and "HELPER gone" in out, out
+    assert_nothing_left(t.pid)
+
+
 # --- threads ----------------------------------------------------------------------------------
 
 THREADS = """

@@ -178,14 +178,20 @@ def take(label: Optional[Mapping[str, Any]] = None, *, force: bool = False,
     if others and not force:
         raise ThreadsRunning(others)
     chain = _chain_here(for_take=True)
+    started = chain is None
     if chain is None:
         chain = _Chain(Registry.create(job=os.getpid()), os.getpid())
         chain.witness = Witness.spawn()
         _chain = chain
-    saved = save_handlers()
-    random_state = _random_state()
-    keeper_end, child_end = (s.detach() for s in socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET))
-    cannot = _cannot_rewind(chain, others, [keeper_end, child_end])
+    try:
+        saved = save_handlers()
+        random_state = _random_state()
+        cannot = _cannot_rewind(chain, others)
+        keeper_end, child_end = (s.detach() for s in socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET))
+    except BaseException:
+        if started:  # leave no half-made chain behind
+            _drop_chain(chain)
+        raise
     taken = time.time()
 
     def add(doc: Dict[str, Any]) -> Any:
@@ -269,7 +275,6 @@ def _become_live(chain: _Chain, keeper_pid: int, *, cp_id: int, depth: int, labe
 
 
 def _undo_take(chain: _Chain, cp_id: int, fds: List[int], sigchld_ignored: bool) -> None:
-    global _chain
     for fd in fds:
         _close(fd)
     chain.senders.pop(cp_id, None)
@@ -281,11 +286,16 @@ def _undo_take(chain: _Chain, cp_id: int, fds: List[int], sigchld_ignored: bool)
         return not doc["checkpoints"]
 
     if chain.registry.update(remove):  # that was the first checkpoint: no chain after all
-        if chain.witness is not None:
-            chain.witness.close()
-            chain.witness = None
-        chain.forget()
-        _chain = None
+        _drop_chain(chain)
+
+
+def _drop_chain(chain: _Chain) -> None:
+    global _chain
+    if chain.witness is not None:
+        chain.witness.close()
+        chain.witness = None
+    chain.forget()
+    _chain = None
 
 
 # --- rewind, drop, list ------------------------------------------------------------------------
@@ -305,9 +315,8 @@ def rewind(cp: Union[Checkpoint, int], *, timeout: float = KILL_WAIT_S + 5.0) ->
     doc = chain.registry.read()
     item = _kept_entry(doc, cp_id)
     me, live = os.getpid(), doc["live"]
-    victims = [c["keeper"] for c in doc["checkpoints"] if c["depth"] > item["depth"]] + [live]
-    if me != live:
-        victims.append(me)
+    victims = [c["keeper"] for c in doc["checkpoints"] if c["depth"] > item["depth"]] + [live, me]
+    victims = sorted({p for p in victims if p is not None})
     _flush_output()
     # This timeline must run nothing more: hold its signals back until the keeper's SIGKILL.
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED + [signal.SIGCHLD])
@@ -428,9 +437,9 @@ def _other_python_threads() -> List[str]:
     return names
 
 
-def _cannot_rewind(chain: _Chain, python_threads: List[str], new_fds: List[int]) -> Dict[str, Any]:
+def _cannot_rewind(chain: _Chain, python_threads: List[str]) -> Dict[str, Any]:
     witness = [chain.witness.pid] if chain.witness is not None else []
-    found = inventory.collect(os.getpid(), exclude_fds=chain.fds() + new_fds, exclude_children=witness)
+    found = inventory.collect(os.getpid(), exclude_fds=chain.fds(), exclude_children=witness)
     found["python_threads"] = python_threads
     alarm = signal.getitimer(signal.ITIMER_REAL)[0]
     if alarm:

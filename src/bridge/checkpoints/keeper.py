@@ -96,7 +96,13 @@ class Keeper:
             for sig in self.signals.received():
                 self._on_signal(sig)
             for message in self._messages():
-                rewinds = self._on_message(message)
+                try:
+                    rewinds = self._on_message(message)
+                except Exception as exc:
+                    if os.getpid() != self.pid:
+                        raise  # the new live process: its errors are the job's
+                    _say(f"keeper {self.pid}: ignored a request it could not carry out ({exc!r})")
+                    continue
                 if rewinds is not None:
                     return rewinds  # in the new live process
             self._reap()
@@ -111,8 +117,12 @@ class Keeper:
                 self._control_open = False
                 return out
             try:
-                out.append(json.loads(data.decode("utf-8")))
+                message = json.loads(data.decode("utf-8"))
             except ValueError:
+                message = None
+            if isinstance(message, dict):
+                out.append(message)
+            else:
                 _say(f"keeper {self.pid}: ignored a malformed request")
         return out
 
@@ -122,7 +132,7 @@ class Keeper:
             if not self.can_rewind:
                 _say(f"keeper {self.pid}: checkpoint {self.checkpoint_id} was dropped; cannot rewind to it")
                 return None
-            return self._rewind([int(p) for p in message.get("kill", [])])
+            return self._rewind([p for p in message.get("kill", []) if isinstance(p, int) and p > 1])
         if op == "drop":
             if self.can_rewind:
                 self._become_relay()
