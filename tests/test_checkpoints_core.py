@@ -229,6 +229,42 @@ def test_a_process_below_the_live_one_can_rewind_the_job(target: Any) -> None:
     assert_nothing_left(t.pid)
 
 
+ABANDONED_SUBPROCESS = """
+import json, os, subprocess, sys, time
+from bridge import checkpoints
+cp = checkpoints.take({})
+if not cp.resumed:
+    # A process this timeline starts, printing on: it belongs to the timeline the rewind abandons.
+    ticker = subprocess.Popen([sys.executable, "-c",
+                               "import time\\nwhile True:\\n    print('tick', flush=True)\\n    time.sleep(0.01)"])
+    with open(sys.argv[1], "w") as f:
+        f.write(str(ticker.pid))
+    deadline = time.monotonic() + 15
+    while "tick" not in open(sys.argv[2]).read() and time.monotonic() < deadline:
+        time.sleep(0.01)  # its first tick, then go back
+    checkpoints.rewind(cp)
+ticker = int(open(sys.argv[1]).read())
+try:
+    with open(f"/proc/{ticker}/stat", "rb") as f:
+        state = f.read().rsplit(b")", 1)[1].split()[0].decode()
+except OSError:
+    state = "gone"
+print("TICKER", json.dumps(state), flush=True)   # it ran no more once the new timeline started
+sys.exit(0)
+"""
+
+
+def test_processes_the_abandoned_timeline_started_are_killed_with_it(target: Any, tmp_path: Path) -> None:
+    # The job watches its own output (the file the fixture collects it in) for the first tick.
+    t = target(ABANDONED_SUBPROCESS, str(tmp_path / "ticker.pid"), str(tmp_path / "target.py.0.out"))
+    rc, out = finish(t)
+    assert rc == 0, out
+    assert values(out, "TICKER")[0] in ("gone", "Z"), out
+    ticks_after = out.split("TICKER", 1)[1].count("tick")
+    assert ticks_after == 0, out
+    assert_nothing_left(t.pid)
+
+
 # --- exit status, signals, leftovers ------------------------------------------------------------
 
 WAIT_FOREVER = """

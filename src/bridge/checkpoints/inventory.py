@@ -22,6 +22,8 @@ import socket
 import stat
 from typing import Any, Dict, Iterable, List, Optional, Set
 
+from . import sysapi
+
 #: Entries kept per list (descriptors, children, threads); the rest are counted.
 MAX_ITEMS = 256
 _GPU_MARKERS = ("libcuda.so", "libcudart", "libnvidia-", "libcublas", "libcudnn", "libnccl", "libtorch_cuda",
@@ -84,15 +86,8 @@ def native_threads(pid: int) -> List[str]:
 def children(pid: int, exclude: Iterable[int] = ()) -> List[Dict[str, Any]]:
     """Child processes of ``pid`` (pid and command line), but not those in ``exclude``."""
     skip = set(exclude)
-    pids: Set[int] = set()
-    try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{tid}/children") as f:
-                pids.update(int(p) for p in f.read().split())
-    except (OSError, ValueError):
-        pass
     out = []
-    for child in sorted(pids - skip):
+    for child in sorted(set(sysapi.child_pids(pid)) - skip):
         try:
             with open(f"/proc/{child}/cmdline", "rb") as f:
                 cmdline = f.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()

@@ -228,6 +228,11 @@ class Keeper:
             return mine["rewinds"]
 
         rewinds = self.registry.update(forget_below)
+        # The abandoned timeline is the chain below and every process it started since the
+        # checkpoint (still attached below it): stop them all first, so that none forks
+        # away while they are killed. The job's processes from before the checkpoint are
+        # this keeper's children, not below the chain: they stay.
+        victims = sysapi.stop_trees(victims)
         for pid in victims:
             try:
                 os.kill(pid, signal.SIGKILL)

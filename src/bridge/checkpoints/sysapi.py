@@ -165,6 +165,39 @@ def parent_of(pid: int) -> Optional[int]:
         return None
 
 
+def child_pids(pid: int) -> List[int]:
+    """The children of ``pid`` now (/proc/<pid>/task/*/children), [] if it is gone."""
+    out: List[int] = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                out.extend(int(p) for p in f.read().split())
+    except (OSError, ValueError):
+        pass
+    return out
+
+
+def stop_trees(roots: Iterable[int], rounds: int = 8) -> List[int]:
+    """SIGSTOP ``roots`` and all their descendants, again until no new one appears (a
+    stopped process forks no more); every pid stopped, to be killed together."""
+    stopped: List[int] = []
+    seen: set = set()
+    frontier = list(roots)
+    for _ in range(rounds):
+        new = [p for p in frontier if p not in seen]
+        if not new:
+            break
+        for pid in new:
+            seen.add(pid)
+            try:
+                os.kill(pid, signal.SIGSTOP)
+                stopped.append(pid)
+            except ProcessLookupError:
+                pass
+        frontier = [c for p in seen for c in child_pids(p)]
+    return stopped
+
+
 def is_descendant(pid: int, ancestor: int) -> bool:
     """Whether ``ancestor`` is a (grand)parent of ``pid``, walking /proc."""
     seen = 0
