@@ -235,8 +235,9 @@ from bridge import checkpoints
 cp = checkpoints.take({})
 if not cp.resumed:
     # A process this timeline starts, printing on: it belongs to the timeline the rewind abandons.
+    # (One write per line: a line cut in two by the kill would glue itself to the next one.)
     ticker = subprocess.Popen([sys.executable, "-c",
-                               "import time\\nwhile True:\\n    print('tick', flush=True)\\n    time.sleep(0.01)"])
+                               "import os, time\\nwhile True:\\n    os.write(1, b'tick\\\\n')\\n    time.sleep(0.01)"])
     with open(sys.argv[1], "w") as f:
         f.write(str(ticker.pid))
     deadline = time.monotonic() + 15
