@@ -394,6 +394,33 @@ def test_ctrl_c_in_a_terminal_reaches_the_job_once(tmp_path: Path) -> None:
     assert_nothing_left(proc.pid)
 
 
+ALARM = """
+import os, signal, sys, time
+from bridge import checkpoints
+fired = []
+signal.signal(signal.SIGALRM, lambda signum, frame: fired.append(os.getpid()))
+if sys.argv[1] == "root":
+    signal.alarm(1)                      # the timer stays in the process that becomes the root keeper
+checkpoints.take({})
+if sys.argv[1] == "inner":
+    signal.alarm(1)                      # the timer stays in the process that becomes an inner keeper
+checkpoints.take({})
+deadline = time.monotonic() + 20
+while not fired and time.monotonic() < deadline:
+    time.sleep(0.01)
+print("ALARM", fired == [os.getpid()], flush=True)
+sys.exit(0)
+"""
+
+
+@pytest.mark.parametrize("where", ["root", "inner"])
+def test_the_jobs_alarm_fires_in_the_live_process(target: Any, where: str) -> None:
+    t = target(ALARM, where)
+    rc, out = finish(t)
+    assert rc == 0 and "ALARM True" in out, out
+    assert_nothing_left(t.pid)
+
+
 STOP_AND_CONTINUE = """
 import sys, time
 from bridge import checkpoints

@@ -146,10 +146,13 @@ class Keeper:
     # --- signals (root) -----------------------------------------------------------------------
 
     def _on_signal(self, sig: int) -> None:
-        if not self.root or sig not in FORWARDED:
+        if sig not in FORWARDED:
             return  # SIGCHLD: _reap runs after this
         live = self.registry.read().get("live")
-        if not self._reached_live(sig, live):
+        # An inner keeper catches only SIGALRM: its own timer (the job's alarm(), set before
+        # the checkpoint this keeper keeps: fork does not copy timers), the job's to get.
+        reached = self._reached_live(sig, live) if self.root else False
+        if not reached:
             if live is None:
                 self.pending.append(sig)  # a rewind is under way: the next live process gets it
             else:

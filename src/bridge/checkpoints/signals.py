@@ -5,7 +5,9 @@ The rules (docs/design-checkpoints.md, "Signals and exit status"):
 * Only the **root keeper** (the pid the supervisor started) passes signals on, and it sends
   them straight to the live process, whichever pid that is now. Inner keepers ignore
   them: nobody outside knows their pids, and a signal sent to the whole process group
-  reaches the live process without their help.
+  reaches the live process without their help. The exception is SIGALRM: fork does not
+  copy timers, so the job's ``alarm()`` stays in whichever process set it, which may now
+  be a keeper; every keeper passes its SIGALRM on.
 * A signal sent to the **process group** (Ctrl-C in a terminal, ``kill -- -PGID``, a shell's
   job control, Airflow's ``killpg``) reaches the root keeper *and* the live process. The
   root must then not pass it on, or the job would see it twice. Nothing in the signal
@@ -90,7 +92,7 @@ class KeeperSignals:
         for sig in FORWARDED:
             if sig not in self.saved:
                 continue  # its handler belongs to C code we cannot restore: leave it
-            if self.root and self.on_main_thread:
+            if self.on_main_thread and (self.root or sig == signal.SIGALRM):
                 signal.signal(sig, note_signal)
             elif not self.root:
                 self._ignore(sig)
