@@ -17,7 +17,7 @@ from typing import Any, Dict, Iterator, List
 import pytest
 
 # The helpers live in modules of their own; their names stay importable from here.
-from target_process import SRC, Launcher, Target, line_of  # noqa: F401
+from target_process import SRC, Launcher, Target, file_markers, line_of  # noqa: F401
 from waiting import wait_for, wait_until  # noqa: F401
 
 #: Interpreters of other CPython versions with framebridge installed, by version:

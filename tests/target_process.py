@@ -34,6 +34,16 @@ def line_of(source: str, name: str) -> int:
     raise KeyError(name)
 
 
+def file_markers(path: str) -> Dict[str, int]:
+    """``{name: line}`` of the ``# @name`` markers in the file at ``path`` (anywhere on a line)."""
+    marks = {}
+    with open(path) as f:
+        for n, text in enumerate(f, 1):
+            if "# @" in text:
+                marks[text.split("# @", 1)[1].split()[0]] = n
+    return marks
+
+
 def script_path(name: str) -> Path:
     """The named target script ``tests/targets/<name>.py`` (KeyError naming those there)."""
     path = TARGETS_DIR / f"{name}.py"
