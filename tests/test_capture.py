@@ -8,9 +8,7 @@ output view) must keep the job's last lines, bounded, without writing anything t
 from __future__ import annotations
 
 import re
-import sys
 
-import pytest
 
 PRINTER_JOB = """
 import bridge, threading, sys
