@@ -61,3 +61,66 @@ def test_printing_thread_survives_pause_eval_exec_cycles(target, attach_to):
     assert [int(n) for n in lines] == list(range(total)), "stdout lines lost, doubled or mixed"
     assert sorted(int(n) for n in errs) == list(range(total)), "stderr lines lost or doubled"
     assert "exec " not in out and "in eval" not in out and "to err" not in out  # captured, not leaked
+
+
+def test_capture_works_when_the_job_redirected_stdout_itself(target, attach_to):
+    """The job's own redirect_stdout is active during the pause: exec output is still the
+    request's alone, the job's buffer gets none of it, and the routers do not pile up."""
+    t = target("""
+        import bridge, contextlib, io
+        mine = io.StringIO()
+        def f():
+            print("job line")
+            bridge.set_trace()
+        with contextlib.redirect_stdout(mine):
+            f()
+        print("job captured:", repr(mine.getvalue()))
+        print("back to the real stdout")
+    """)
+    s = attach_to(t)
+    for _ in range(5):
+        assert s.exec("print('from exec')") == "from exec\n"
+    routers = "len(__import__('bridge.capture').capture._routers)"
+    assert s.eval(routers) <= 3  # stdout, stderr, and the one that wraps the job's StringIO
+    s.cont()
+    assert t.wait_exit(20) == 0
+    out = t.output()
+    assert "job captured: 'job line\\n'" in out and "back to the real stdout" in out, out
+    assert "from exec" not in out
+
+
+TAIL_JOB = """
+import bridge, sys
+bridge.listen()
+for i in range(20000):
+    print(f"line {i} " + "x" * 40)
+print("y" * 5000)  # one long write: kept cut
+print("to stderr", file=sys.stderr)
+bridge.set_trace()
+print("after")
+"""
+
+
+def test_output_tail_keeps_the_last_lines_within_its_bound(target, attach_to):
+    from bridge.capture import TAIL_CHUNK_CHARS, TAIL_CHUNKS
+    from client import proxy
+
+    t = target(TAIL_JOB)
+    s = attach_to(t)
+    result, frames = s.request("output", {"since": 0})
+    chunks = proxy.load(s.refs, frames)
+    text = "".join(c[2] for c in chunks)
+    assert result["dropped"] and result["recording"]
+    assert len(chunks) == TAIL_CHUNKS
+    assert chunks[-1][1:] == (2, "\n") and chunks[-2][1:] == (2, "to stderr")  # print writes text, then end
+    assert "line 19999 " in text and "line 0 " not in text and "y" * 1024 + " [...]" in text
+    assert [c[0] for c in chunks] == sorted(c[0] for c in chunks)
+    # Only what came after `since`; a request's own output is never in the tail.
+    assert s.exec("print('hidden from the tail')") == "hidden from the tail\n"
+    again, frames = s.request("output", {"since": result["last"]})
+    assert again["last"] == result["last"] and proxy.load(s.refs, frames) == [] and not again["dropped"]
+    small, frames = s.request("output", {"since": 0, "max_chars": 100})
+    # About max_chars: the newest chunks until they reach it (the last one may pass it).
+    assert sum(len(c[2]) for c in proxy.load(s.refs, frames)) <= 100 + TAIL_CHUNK_CHARS + 6 and small["dropped"]
+    s.cont()
+    assert t.wait_exit(20) == 0

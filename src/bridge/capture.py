@@ -24,23 +24,27 @@ Why it is built this way (docs/panel.md, "How output is intercepted"):
   goes through ``sys.stdout`` and is routed; C code that writes to file descriptor 1 or 2
   (``printf``, a subprocess) goes straight to the real output: never captured, never in
   the tail, never lost. Writes to ``sys.stdout.buffer`` (bytes) go to the real stream too.
-* **Nothing is written to disk.** The tail is memory only, bounded in characters.
+* **Nothing is written to disk.** The tail is memory only: the last TAIL_CHUNKS writes,
+  each cut at TAIL_CHUNK_CHARS characters.
 """
 
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import sys
 import threading
 import weakref
 from collections import deque
-from typing import Any, Deque, Dict, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
-#: Characters of output the tail keeps (oldest chunks are dropped first).
-TAIL_CHARS = 256 * 1024
-#: One write longer than this is kept by its last TAIL_CHUNK_CHARS characters.
-TAIL_CHUNK_CHARS = 64 * 1024
+#: Writes the tail keeps (a print is usually two: its text and its newline).
+TAIL_CHUNKS = 4096
+#: A longer write is kept cut to this many characters: the tail holds at most
+#: TAIL_CHUNKS * TAIL_CHUNK_CHARS characters, whatever the job prints.
+TAIL_CHUNK_CHARS = 1024
+_CUT_MARK = " [...]"
 
 _lock = threading.Lock()
 #: Thread id -> the buffer its running request captures into.
@@ -51,60 +55,64 @@ _get_ident = threading.get_ident
 
 
 class OutputTail:
-    """The job's last output: chunks ``(seq, stream, text)`` within :data:`TAIL_CHARS`.
+    """The job's last output: chunks ``(seq, stream, text)``, the newest :data:`TAIL_CHUNKS`.
 
     ``seq`` numbers every chunk from 1, so a reader asks for what came after the last
-    one it saw; ``stream`` is 1 (stdout) or 2 (stderr).
+    one it saw; ``stream`` is 1 (stdout) or 2 (stderr). Writers only append to a bounded
+    deque (atomic, no lock: this is on the job's every print).
     """
 
-    def __init__(self, budget: int = TAIL_CHARS, chunk: int = TAIL_CHUNK_CHARS) -> None:
-        self.budget = budget
-        self.chunk = chunk
-        self.enabled = False
-        self._lock = threading.Lock()
-        self._chunks: Deque[Tuple[int, int, str]] = deque()
-        self._chars = 0
-        self._seq = 0
+    def __init__(self, chunks: int = TAIL_CHUNKS) -> None:
+        self._chunks: Deque[Tuple[int, int, str]] = deque(maxlen=chunks)
+        #: A new sequence number per call (atomic: ``next`` of an itertools.count).
+        self.next_seq: Callable[[], int] = itertools.count(1).__next__
+
+    @property
+    def enabled(self) -> bool:
+        """Whether writes are being recorded."""
+        return _append is not None
+
+    @enabled.setter
+    def enabled(self, on: bool) -> None:
+        global _append
+        _append = self._chunks.append if on else None
 
     def record(self, stream: int, text: str) -> None:
-        """Keep one write (called by routers, after the real stream took it)."""
-        if len(text) > self.chunk:
-            text = text[-self.chunk:]
-        with self._lock:
-            self._seq += 1
-            self._chunks.append((self._seq, stream, text))
-            self._chars += len(text)
-            while self._chars > self.budget:
-                self._chars -= len(self._chunks.popleft()[2])
+        """Keep one write (what routers do inline)."""
+        if len(text) > TAIL_CHUNK_CHARS:
+            text = text[:TAIL_CHUNK_CHARS] + _CUT_MARK
+        self._chunks.append((self.next_seq(), stream, text))
 
     def since(self, seq: int, max_chars: int) -> Tuple[List[Tuple[int, int, str]], int, bool]:
         """Chunks after ``seq``, oldest first, about ``max_chars`` of them at most (the newest
         win): (chunks, the last seq now, whether chunks after ``seq`` were dropped)."""
-        with self._lock:
-            chunks = list(self._chunks)
-            last = self._seq
+        chunks = list(self._chunks.copy())  # one C call: no writer gets in between
+        last = chunks[-1][0] if chunks else seq
         first = chunks[0][0] if chunks else last + 1
-        dropped = seq + 1 < first
+        dropped = bool(chunks) and seq + 1 < first
         out: List[Tuple[int, int, str]] = []
         total = 0
         for item in reversed(chunks):
-            if item[0] <= seq or total >= max_chars:
-                dropped = dropped or item[0] > seq
+            if item[0] <= seq:
+                break
+            if total >= max_chars:
+                dropped = True
                 break
             out.append(item)
             total += len(item[2])
         out.reverse()
-        return out, last, dropped
+        return out, max(last, seq), dropped
 
     def clear(self) -> None:
         """Forget everything (tests)."""
-        with self._lock:
-            self._chunks.clear()
-            self._chars = 0
+        self._chunks.clear()
 
 
+#: The writers' hook: the tail's ``append((seq, stream, text))`` while it records, else None.
+_append: Optional[Callable[[Tuple[int, int, str]], None]] = None
 #: The job's output tail, recording while :func:`install` has enabled it.
 tail = OutputTail()
+_next_seq = tail.next_seq
 
 
 class Router:
@@ -134,17 +142,23 @@ class Router:
         return real
 
     def write(self, text: str) -> int:
-        buf = _buffers.get(_get_ident())
-        if buf is not None:
-            return buf.write(text)
+        # The job's every print comes through here: the common case (no capture running,
+        # the tail recording) is a dict test, the real write and one deque append.
+        if _buffers:
+            buf = _buffers.get(_get_ident())
+            if buf is not None:
+                return buf.write(text)
         real = self.real
         if real is None:
             real = self._target()
             if real is None:  # no stream to write to at all: print drops it, so do we
                 return len(text)
         n = real.write(text)
-        if tail.enabled and text:
-            tail.record(self.stream, text)
+        append = _append
+        if append is not None and text:
+            if len(text) > TAIL_CHUNK_CHARS:
+                text = text[:TAIL_CHUNK_CHARS] + _CUT_MARK
+            append((_next_seq(), self.stream, text))
         return n
 
     def writelines(self, lines: Any) -> None:
@@ -152,7 +166,7 @@ class Router:
             self.write(line)
 
     def flush(self) -> None:
-        if _get_ident() not in _buffers:
+        if not _buffers or _get_ident() not in _buffers:
             real = self._target()
             if real is not None:
                 real.flush()
@@ -277,7 +291,6 @@ def _forget_captures_in_child() -> None:
     global _lock
     _buffers.clear()
     _lock = threading.Lock()
-    tail._lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):

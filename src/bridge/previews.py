@@ -305,6 +305,13 @@ def _children(value: Any, limit: int) -> Optional[Tuple[int, List[Tuple[str, Any
     return None
 
 
+def _length(value: Any) -> Optional[int]:
+    """len() of a builtin sized value (never a user's __len__: it could do anything)."""
+    if isinstance(value, (str, bytes, bytearray, dict, list, tuple, set, frozenset)):
+        return len(value)
+    return None
+
+
 def _tree(value: Any, label: str, limits: Limits, depth: int, budget: List[int],
           is_live: Callable[[Any], bool], opaque: Opaque) -> List[Any]:
     """``[label, type, short repr, length or None, children or None, children not shown, live]``."""
@@ -315,7 +322,7 @@ def _tree(value: Any, label: str, limits: Limits, depth: int, budget: List[int],
         found = _children(value, limits.items) if depth > 0 or label == "" else None
     except RuntimeError:  # changed size while we read it (another thread): show it as a leaf
         found = None
-    length = found[0] if found is not None else (len(value) if isinstance(value, (str, bytes)) else None)
+    length = found[0] if found is not None else _length(value)
     node: List[Any] = [label, type_name(value), short_repr(value, 100), length, None, 0, bool(is_live(value))]
     if found is None or depth <= 0:
         return node

@@ -35,9 +35,14 @@ def breakpoint_path(filename: str) -> str:
 
 def source_lines(filename: str, module_globals: Dict[str, Any]) -> Tuple[List[str], str]:
     """The file's lines as linecache has them now, and a version string for caching."""
+    before = linecache.cache.get(filename)
     linecache.checkcache(filename)  # as pdb does: a file edited on disk is read again
     lines = linecache.getlines(filename, module_globals)
     entry = linecache.cache.get(filename)
+    if not lines and before is not None and len(before) > 2 and before[2]:
+        # The file is gone from disk (deleted, an unmounted volume): the lines read
+        # before are still the code that runs.
+        entry, lines = before, list(before[2])
     mtime = entry[1] if entry else None
     if mtime:  # a real file: its size and mtime say whether it changed
         return lines, f"m{entry[0]}:{mtime}"
