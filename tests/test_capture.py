@@ -124,3 +124,30 @@ def test_output_tail_keeps_the_last_lines_within_its_bound(target, attach_to):
     assert sum(len(c[2]) for c in proxy.load(s.refs, frames)) <= 100 + TAIL_CHUNK_CHARS + 6 and small["dropped"]
     s.cont()
     assert t.wait_exit(20) == 0
+
+
+def test_tail_reads_by_position_so_a_late_writer_is_not_skipped():
+    """Writers take a number, then append: two threads can append out of number order.
+    A reader that asks "after chunk N" gets every chunk positioned after N."""
+    from bridge.capture import OutputTail
+
+    tail = OutputTail(chunks=4)
+    assert tail.since(0, 100) == ([], 0, False)
+    for text in ("a", "b"):
+        tail.record(1, text)
+    chunks, last, dropped = tail.since(0, 100)
+    assert [c[2] for c in chunks] == ["a", "b"] and last == 2 and not dropped
+    assert tail.since(last, 100) == ([], 2, False)
+    late, early = tail.next_seq(), tail.next_seq()  # 3 is taken first but appended last
+    tail._chunks.append((early, 2, "early"))
+    chunks, last, _ = tail.since(2, 100)
+    assert [c[2] for c in chunks] == ["early"] and last == early
+    tail._chunks.append((late, 2, "late"))
+    chunks, last, _ = tail.since(last, 100)
+    assert [c[2] for c in chunks] == ["late"] and last == late
+    for text in ("c", "d", "e"):
+        tail.record(1, text)  # chunk `late` falls out of the 4 kept
+    chunks, last, dropped = tail.since(2, 100)
+    assert [c[2] for c in chunks] == ["late", "c", "d", "e"] and dropped
+    chunks, _, dropped = tail.since(0, 2)
+    assert [c[2] for c in chunks] == ["d", "e"] and dropped

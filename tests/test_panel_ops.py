@@ -98,3 +98,48 @@ def test_inspect_previews_within_the_cap(target, attach_to):
         s.frame_request("inspect", {"expr": "x ="})
     s.cont()
     assert t.wait_exit(20) == 0
+
+
+def test_a_view_plugs_in(target, attach_to):
+    """docs/panel.md's example view, added with extra_views, is built, refreshed and polled."""
+    pytest.importorskip("ipywidgets")
+    pytest.importorskip("anywidget")
+    import ipywidgets as widgets
+    from conftest import wait_until
+
+    from client.panel import DebugPanel, PanelView
+
+    class ThreadsView(PanelView):
+        name, title, region = "threads", "threads", "left"
+        poll_interval = 0.5
+
+        def build(self):
+            self.html = widgets.HTML()
+            self.polls = 0
+            return self.html
+
+        def refresh(self, frame):
+            self.poll()
+
+        def poll(self):
+            self.polls += 1
+            session = self.host.session
+            if session is not None:
+                rows = session.threads()
+                self.html.value = "<br>".join(f"{t['name']}: {t['state']}" for t in rows)
+
+    t = target("import bridge\nbridge.set_trace()\n")
+    s = attach_to(t)
+    panel = DebugPanel(s, extra_views=[ThreadsView])
+    try:
+        view = panel.view("threads")
+        wait_until(lambda: "MainThread: paused" in view.html.value, what="the view refreshed")
+        polls = view.polls
+        wait_until(lambda: view.polls > polls + 1, what="the view polled")
+        assert any("fb-view-threads" in box._dom_classes for box in panel._containers)
+        with pytest.raises(ValueError, match="unique"):
+            DebugPanel(s, extra_views=[ThreadsView, ThreadsView])
+    finally:
+        panel.close()
+    s.cont()
+    assert t.wait_exit(20) == 0

@@ -84,24 +84,37 @@ class OutputTail:
         self._chunks.append((self.next_seq(), stream, text))
 
     def since(self, seq: int, max_chars: int) -> Tuple[List[Tuple[int, int, str]], int, bool]:
-        """Chunks after ``seq``, oldest first, about ``max_chars`` of them at most (the newest
-        win): (chunks, the last seq now, whether chunks after ``seq`` were dropped)."""
+        """Chunks after chunk ``seq`` (0: from the oldest kept), oldest first, about
+        ``max_chars`` of them at most (the newest win): (chunks, the seq to ask from next
+        time, whether chunks after ``seq`` were dropped).
+
+        "After" is by position: a writer takes its number and then appends, so two
+        threads may append out of number order; finding chunk ``seq`` itself never skips
+        the one that came late.
+        """
         chunks = list(self._chunks.copy())  # one C call: no writer gets in between
-        last = chunks[-1][0] if chunks else seq
-        first = chunks[0][0] if chunks else last + 1
-        dropped = bool(chunks) and seq + 1 < first
+        start, dropped = 0, False
+        if seq:
+            for i in range(len(chunks) - 1, -1, -1):
+                if chunks[i][0] == seq:
+                    start = i + 1
+                    break
+            else:
+                dropped = bool(chunks)  # chunk `seq` is gone: everything kept is new
+        elif chunks and chunks[0][0] > 1:
+            dropped = True  # from the start, but the oldest chunks are gone
+        new = chunks[start:]
         out: List[Tuple[int, int, str]] = []
         total = 0
-        for item in reversed(chunks):
-            if item[0] <= seq:
-                break
+        for item in reversed(new):
             if total >= max_chars:
                 dropped = True
                 break
             out.append(item)
             total += len(item[2])
         out.reverse()
-        return out, max(last, seq), dropped
+        last = new[-1][0] if new else (chunks[start - 1][0] if start else seq)
+        return out, last, dropped
 
     def clear(self) -> None:
         """Forget everything (tests)."""

@@ -69,6 +69,15 @@ class DebugPanel(PanelActions, PanelLayout):
         super().__init__(**kwargs)
         if plots not in ("auto", "svg", "matplotlib"):
             raise ValueError(f"plots must be 'auto', 'svg' or 'matplotlib', not {plots!r}")
+        self._stop_polling = threading.Event()
+        if views is None:
+            from .views import DEFAULT_VIEWS
+
+            views = DEFAULT_VIEWS
+        self.views: List[PanelView] = [factory(self) for factory in list(views) + list(extra_views)]
+        names = [v.name for v in self.views]
+        if len(set(names)) != len(names) or not all(names):
+            raise ValueError(f"views need unique, non-empty names: {names}")
         self.session: Optional[Session] = None
         self.plots = plots
         self.compact = compact
@@ -87,18 +96,9 @@ class DebugPanel(PanelActions, PanelLayout):
         self._topics: Dict[str, List[Callable[[Any], None]]] = {}
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="framebridge-panel")
         self._build_frame()
-        if views is None:
-            from .views import DEFAULT_VIEWS
-
-            views = DEFAULT_VIEWS
-        self.views: List[PanelView] = [factory(self) for factory in list(views) + list(extra_views)]
-        names = [v.name for v in self.views]
-        if len(set(names)) != len(names) or not all(names):
-            raise ValueError(f"views need unique, non-empty names: {names}")
         self._built = {view.name: view.build() for view in self.views}
         self.set_compact(compact)
         self._connect()
-        self._stop_polling = threading.Event()
         self._poller = threading.Thread(target=self._poll_loop, name="framebridge-panel-poll", daemon=True)
         self._poller.start()
         if session is not None:

@@ -189,7 +189,7 @@ class PanelLayout(widgets.VBox):
         controls = widgets.HBox([self.buttons[k] for k in ("cont", "step", "next", "step-out", "pause")]
                                 + [widgets.HTML("&nbsp;|&nbsp;")]
                                 + [self.buttons[k] for k in ("mount", "write-back", "discard")]
-                                + ([] if compact else [widgets.HTML(KEYS_HINT, layout=widgets.Layout(margin_left="auto"))]))
+                                + ([] if compact else [widgets.HTML(KEYS_HINT, layout=widgets.Layout(margin="0 0 0 auto"))]))
         controls.add_class("fb-toolbar")
         made += [controls] + [c for c in controls.children if c not in self.buttons.values()]
         picker_row = widgets.HBox([self.process_picker, self.refresh_button])
