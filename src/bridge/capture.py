@@ -229,6 +229,10 @@ class Router:
             self.real = self._weak()
 
 
+# Code that asks isinstance(sys.stdout, io.TextIOBase) still gets yes (no behaviour inherited).
+io.TextIOBase.register(Router)
+
+
 def install(*, record: Optional[bool] = None) -> None:
     """Make sure ``sys.stdout`` and ``sys.stderr`` are routers (cheap when they are).
 

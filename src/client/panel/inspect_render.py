@@ -9,7 +9,7 @@ Everything that came from the target is escaped (pandas' own table escapes its c
 from __future__ import annotations
 
 import base64
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 from ..display import esc, human_size
 from .plots import plot_html
@@ -181,7 +181,3 @@ _BODIES = {
     "object": _tree_body,
 }
 
-
-def first_line(text: Optional[str]) -> str:
-    """The first line of ``text`` (for compact captions)."""
-    return (text or "").split("\n", 1)[0]
