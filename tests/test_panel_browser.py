@@ -334,6 +334,12 @@ def test_panel_in_jupyterlab(target: Any, lab: JupyterLab, tmp_path: Path) -> No
             # Clicking the number again clears the breakpoint (continuing must not stop there again).
             source.locator(f"tr[data-line='{line['loss']}'] td.fb-gutter").click()
             expect(source.locator("tr.fb-bp")).to_have_count(0)
+            # Right-click a number: the condition form sets a conditional breakpoint (never true here).
+            source.locator(f"tr[data-line='{line['next']}'] td.fb-gutter").click(button="right")
+            source.locator("input.fb-cond-input").fill("epoch == 99")
+            source.locator("input.fb-cond-input").press("Enter")
+            expect(source.locator(f"tr.fb-bp-cond[data-line='{line['next']}']")).to_have_count(1)
+            expect(page.locator(".fb-bp-list select option").first).to_contain_text("if epoch == 99")
 
             # The compact panel in JupyterLab's right sidebar (the same panel, shown twice).
             page.locator(".jp-NotebookPanel .jp-CodeCell").nth(1).locator(".jp-InputArea-editor").click()

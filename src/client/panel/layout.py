@@ -125,6 +125,7 @@ tr.fb-cur > .fb-code {box-shadow:inset 3px 0 0 var(--jp-warn-color1,#f0ad4e);}
 .fb-keys-widget {display:none;}
 .fb-load-all {align-self:flex-start;}
 .fb-compact .fb-process .widget-label {display:none;}
+.fb-compact .fb-process {flex:1 1 auto !important; min-width:0;}
 .fb-compact .fb-src-hint {display:none;}
 </style>"""
 
@@ -186,6 +187,7 @@ class PanelLayout(widgets.VBox):
             sections[view.region if view.region in sections else "right"].append(box)
         for key, button in self.buttons.items():  # compact: icons only (the tooltip says what)
             button.description = "" if compact else BUTTONS[key][0]
+        self.refresh_button.description = "" if compact else "refresh"
         controls = widgets.HBox([self.buttons[k] for k in ("cont", "step", "next", "step-out", "pause")]
                                 + [widgets.HTML("&nbsp;|&nbsp;")]
                                 + [self.buttons[k] for k in ("mount", "write-back", "discard")]

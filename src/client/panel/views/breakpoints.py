@@ -38,6 +38,10 @@ class BreakpointsView(PanelView):
         return widgets.VBox([widgets.HBox([self.input, self.add]), widgets.HBox([self.list, self.remove])],
                             layout=widgets.Layout(width="auto"))
 
+    def set_compact(self, compact: bool) -> None:
+        self.add.description = "" if compact else "add"  # icons only (the tooltips say what)
+        self.remove.description = "" if compact else "remove"
+
     def _show(self, items: List[Any]) -> None:
         self.items = list(items)
         with self.programmatic():
