@@ -296,11 +296,6 @@ class captured_output:
                 _buffers[self.ident] = self.outer
 
 
-def active_captures() -> List[int]:
-    """Thread ids that are capturing now (for tests and diagnostics)."""
-    return list(_buffers)
-
-
 def _forget_captures_in_child() -> None:
     # A forked child runs only the forking thread: a capture that thread was in belongs
     # to the parent's request, so the child's prints go to its real output. A lock
