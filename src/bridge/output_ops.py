@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Sequence
 
-from . import capture
+from . import capture, wire
 from .ops import Reply, arg, server_op
 
 #: Most characters of output one reply carries (the newest win).
@@ -27,4 +27,4 @@ def _op_output(server: Any, args: Dict[str, Any], values: Sequence[Any], identit
     max_chars = min(max(1, arg(args, "max_chars", int, MAX_REPLY_CHARS)), MAX_REPLY_CHARS)
     chunks, last, dropped = capture.tail.since(since, max_chars)
     return Reply(result={"last": last, "dropped": dropped, "recording": capture.tail.enabled},
-                 value=chunks)
+                 frames=wire.dump_value(chunks))

@@ -19,6 +19,7 @@ import os
 import zlib
 from typing import Any, Dict, List, Sequence, Tuple
 
+from . import wire
 from .frames import frame_label
 from .ops import Reply, arg, frame_op
 
@@ -65,4 +66,4 @@ def _op_source(pause: Any, args: Dict[str, Any], values: Sequence[Any]) -> Reply
                   total=total, available=bool(lines))
     if arg(args, "known", str, "") == version:
         return Reply(result=result, frames=[])
-    return Reply(result=result, value="".join(lines))
+    return Reply(result=result, frames=wire.dump_value("".join(lines)))
