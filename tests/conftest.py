@@ -123,3 +123,31 @@ def attach_to():
             s.close()
         except Exception:
             pass
+
+
+@pytest.fixture
+def frontend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator:
+    """A real kernel (inheriting this test's BRIDGE_* dirs) and a widget frontend on it
+    (tests/widget_frontend.py), for the kernel-level panel tests."""
+    from bridge.keys import process_alive
+    from jupyter_client import KernelManager
+
+    from widget_frontend import WidgetFrontend
+
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "jupyter-runtime"))
+    km = KernelManager(kernel_name="python3", ip="127.0.0.1")
+    km.start_kernel(cwd=str(tmp_path))
+    pid = km.provisioner.process.pid
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=60)
+        fe = WidgetFrontend(kc)
+        while fe.pump(0.05):
+            pass
+        yield fe
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+        if process_alive(pid):  # last resort, the pid we started
+            os.kill(pid, signal.SIGKILL)

@@ -431,6 +431,9 @@ def get_server(host: Optional[str] = None, port: Optional[int] = None) -> Server
             load_all()
             _server = Server(host, port)
             atexit.register(_server.stop)
+            from .capture import install
+
+            install(record=True)  # the job's output tail, for as long as bridge is active
         return _server
 
 
