@@ -11,6 +11,7 @@ protocol connections (tests/rawclient.py). tests/README.md says how to use each.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
@@ -135,8 +136,12 @@ def frontend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator:
     from widget_frontend import WidgetFrontend
 
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "jupyter-runtime"))
-    km = KernelManager(kernel_name="python3", ip="127.0.0.1")
-    km.start_kernel(cwd=str(tmp_path))
+    # IPC sockets, not TCP: jupyter_client picks free ports before the kernel binds them,
+    # a race that other processes on a busy machine sometimes win ("Address already in use").
+    km = KernelManager(kernel_name="python3", transport="ipc", ip=str(tmp_path / "kernel"))
+    km.kernel_spec.argv[0] = sys.executable  # the kernel runs this interpreter, src/ first
+    env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    km.start_kernel(cwd=str(tmp_path), env=env)
     pid = km.provisioner.process.pid
     kc = km.client()
     kc.start_channels()
