@@ -25,7 +25,7 @@ import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
 from . import dispatch, keys, startup
-from .key_policy import KeyPolicy, refusal_log
+from .key_policy import KeyPolicy, recv_from_peer, refusal_log
 from .ops import FRAME_OPS, SERVER_OPS, OpError, arg, load_all
 from .protocol import (
     HEARTBEAT_IVL_MS,
@@ -109,6 +109,8 @@ class Server:
         self._push.connect(self.internal_endpoint)
 
         self.subscribers: Dict[bytes, float] = {}
+        #: The client key of each subscriber: events go only to those still authorized.
+        self.subscriber_keys: Dict[bytes, Optional[str]] = {}
         self.clients_seen = 0
         self.pauses: Dict[int, Any] = {}  # thread id -> pause.Pause
         self._pauses_lock = threading.Lock()
@@ -300,19 +302,43 @@ class Server:
             if tag == TAG_REPLY:  # the reply's first part is the tag and the client identity in one
                 self._send(first[1:], frames)
             elif tag == TAG_EVENT:
-                for identity in list(self.subscribers):
-                    self._send(identity, frames)
+                self._publish(frames)
             elif tag == TAG_STOP:
                 return False
         return True
 
+    def _publish(self, frames: Sequence[Any]) -> None:
+        """Send an event to every subscriber whose key is still authorized (a revoked one is dropped)."""
+        admits = self.policy.admits
+        for identity in list(self.subscribers):
+            key = self.subscriber_keys.get(identity)
+            if admits(key):
+                self._send(identity, frames)
+            else:  # told once, so that its session fails now instead of waiting for events
+                self.subscribers.pop(identity, None)
+                self.subscriber_keys.pop(identity, None)
+                self._send(identity, self.policy.refusal(key))
+
     def _drain_router(self) -> None:
         router = self.router
+        admits = self.policy.admits
         for _ in range(1000):  # bounded: let internal traffic (replies) through too
             if not router.get(zmq.EVENTS) & zmq.POLLIN:  # cheaper than zmq.Again
                 return
-            identity, *frames = recv_parts(router, zmq.NOBLOCK, 2)
+            key, (identity, *frames) = recv_from_peer(router, zmq.NOBLOCK, 2)
+            if not admits(key):  # revoked since its handshake: nothing of it is applied
+                self.subscribers.pop(identity, None)
+                self.subscriber_keys.pop(identity, None)
+                self._send(identity, self.policy.refusal(key, frames, identity))
+                continue
             self._handle(identity, frames)
+            if identity in self.subscribers and identity not in self.subscriber_keys:
+                self._remember_subscriber_key(identity, key)
+
+    def _remember_subscriber_key(self, identity: bytes, key: Optional[str]) -> None:
+        self.subscriber_keys[identity] = key
+        if len(self.subscriber_keys) > 2 * len(self.subscribers) + 16:  # forget those that left
+            self.subscriber_keys = {i: k for i, k in self.subscriber_keys.items() if i in self.subscribers}
 
     def _send(self, identity: bytes, frames: Sequence[Any]) -> None:
         try:
