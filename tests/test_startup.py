@@ -1,10 +1,10 @@
 """A broken setup never breaks the job: set_trace() says what is wrong in one line and goes on.
 
 Each case is a real target process on a machine set up wrong (a key file others can read,
-a busy or non-numeric BRIDGE_PORT, BRIDGE_WAIT_TIMEOUT=1s). Its set_trace() calls must
-print one line that names the problem and its fix, raise nothing into the job, and leave
-no thread or file descriptor behind; once the job fixes the problem, the next set_trace()
-pauses and a notebook attaches to it.
+a busy or non-numeric BRIDGE_PORT, a BRIDGE_HOST that is no address, BRIDGE_WAIT_TIMEOUT=1s).
+Its set_trace() calls must print one line that names the problem and its fix, raise
+nothing into the job, and leave no thread or file descriptor behind; once the job fixes
+the problem, the next set_trace() pauses and a notebook attaches to it.
 """
 
 from __future__ import annotations
@@ -82,6 +82,8 @@ CASES = {
                          "del os.environ['BRIDGE_PORT']"),
     "BRIDGE_PORT not a number": (None, {"BRIDGE_PORT": "http"}, "BRIDGE_PORT='http' is not a port number",
                                  "del os.environ['BRIDGE_PORT']"),
+    "BRIDGE_HOST not an address": (None, {"BRIDGE_HOST": "not-an-address"}, "set BRIDGE_HOST to an address",
+                                   "del os.environ['BRIDGE_HOST']"),
     "BRIDGE_WAIT_TIMEOUT=1s": (None, {"BRIDGE_WAIT_TIMEOUT": "1s"}, "BRIDGE_WAIT_TIMEOUT='1s' is not a number",
                                "os.environ['BRIDGE_WAIT_TIMEOUT'] = '120'"),
 }
