@@ -14,36 +14,47 @@ import os
 import sys
 import threading
 from types import FrameType, TracebackType
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 __all__ = ["set_trace", "listen", "post_mortem", "install_excepthook", "__version__"]
 __version__ = "0.1.0"
 
 
-def _wait_timeout(timeout: Optional[float]) -> Optional[float]:
-    if timeout is not None:
-        return float(timeout)
-    env = os.environ.get("BRIDGE_WAIT_TIMEOUT")
-    return float(env) if env else None
+def _serve(frames: List[FrameType], reason: str, timeout: Optional[float], info: Optional[dict] = None) -> str:
+    """Pause at ``frames`` (pause.serve); where framebridge cannot serve (a broken setup),
+    print why in one line and return "continue": the job goes on (startup.py)."""
+    from . import pause, startup
+
+    try:
+        return pause.serve(frames, reason, timeout=startup.wait_timeout(timeout), info=info)
+    except startup.StartError as exc:
+        startup.report(exc)
+        return "continue"
 
 
 def set_trace(frame: Optional[FrameType] = None, *, timeout: Optional[float] = None) -> None:
     """Pause the calling thread at its caller's frame (or ``frame``) until a client resumes it.
 
     Starts the server on first use. With ``timeout`` (seconds; default BRIDGE_WAIT_TIMEOUT):
-    if no client request arrives for that long, print one line to stderr and go on.
+    if no client request arrives for that long, print one line to stderr and go on. Where
+    the server cannot start (a key file others can read, a busy BRIDGE_PORT...), print one
+    line saying what is wrong and how to fix it, and go on without pausing.
     """
-    from . import own_code, pause, tracing_hook
+    from . import own_code, tracing_hook
 
     if frame is None:
         frame = sys._getframe(1)
     frames = own_code.user_frames(frame)
-    action = pause.serve(frames, "set_trace", timeout=_wait_timeout(timeout))
+    action = _serve(frames, "set_trace", timeout)
     tracing_hook.after_pause(frames[0] if frames else frame, action)
 
 
 def listen(host: str = "127.0.0.1", port: int = 0) -> str:
-    """Make this process attachable without pausing; return the endpoint. Idempotent."""
+    """Make this process attachable without pausing; return the endpoint. Idempotent.
+
+    Raises ``bridge.startup.StartError`` (a RuntimeError whose one-line message says what
+    is wrong and how to fix it) when the server cannot start.
+    """
     from . import server, tracing_hook
 
     srv = server.get_server(host if host != "127.0.0.1" else None, port or None)
@@ -53,7 +64,7 @@ def listen(host: str = "127.0.0.1", port: int = 0) -> str:
 
 def post_mortem(tb: Optional[TracebackType] = None, *, timeout: Optional[float] = None) -> None:
     """Pause at the frame where ``tb`` (default: the exception being handled) was raised."""
-    from . import own_code, pause, summaries
+    from . import own_code, summaries
 
     exc: Optional[BaseException] = None
     if tb is None:
@@ -67,7 +78,7 @@ def post_mortem(tb: Optional[TracebackType] = None, *, timeout: Optional[float] 
     info: dict = {}
     if exc is not None:
         info["exception"] = summaries.safe_repr(exc, 300)
-    pause.serve(frames, "post_mortem", timeout=_wait_timeout(timeout), info=info)
+    _serve(frames, "post_mortem", timeout, info)
 
 
 def install_excepthook() -> None:
@@ -91,9 +102,9 @@ def install_excepthook() -> None:
 
 
 def _post_mortem_exc(exc: Optional[BaseException], tb: TracebackType) -> None:
-    from . import own_code, pause, summaries
+    from . import own_code, summaries
 
     print(f"bridge: pausing post-mortem (pid {os.getpid()}); attach to inspect, continue to exit",
           file=sys.__stderr__)
     info = {"exception": summaries.safe_repr(exc, 300)} if exc is not None else {}
-    pause.serve(own_code.traceback_frames(tb), "post_mortem", timeout=_wait_timeout(None), info=info)
+    _serve(own_code.traceback_frames(tb), "post_mortem", None, info)

@@ -116,7 +116,13 @@ def main(argv: Optional[List[str]] = None) -> None:
     sys.modules["__main__"] = main_module  # pickling and `import __main__` see the program
 
     bridge.install_excepthook()  # threads; the main thread is handled below
-    bridge.listen()  # after sys.argv is set: the connection file shows the program's argv
+    from .startup import StartError, report
+
+    try:
+        bridge.listen()  # after sys.argv is set: the connection file shows the program's argv
+    except StartError as exc:  # a broken setup must not stop the program: it runs, unattachable
+        report(exc, "running the program unattachable")
+        wait = False
     if wait:
         from . import tracing_hook
 

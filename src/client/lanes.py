@@ -27,7 +27,7 @@ import zmq
 from bridge import bulk
 from bridge.protocol import endpoint_host, tcp_endpoint
 
-from .errors import BridgeError
+from .errors import AuthenticationError, BridgeError
 from .pause_state import PauseState
 from .transport import Channel
 from .values import PauseInfo
@@ -78,10 +78,12 @@ class Lanes:
         return lane if lane.connected else None
 
     def alive(self, pause: PauseInfo) -> Callable[[], bool]:
-        """A check a waiting request makes: False once the pause has ended (its lane is gone)."""
-        is_retired = self.state.is_retired
+        """A check a waiting request makes: False once the pause has ended (its lane is gone),
+        or once the target refused our key (no event, the resume among them, comes any more)."""
+        state = self.state
+        is_retired = state.is_retired
         pause_id = pause.pause_id
-        return lambda: not is_retired(pause_id)
+        return lambda: not is_retired(pause_id) and not isinstance(state.failure, AuthenticationError)
 
     def close_all(self) -> None:
         """Close every lane (the session is closing)."""

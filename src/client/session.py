@@ -29,7 +29,16 @@ from bridge import bulk, keys, wire
 
 from . import proxy
 from .control import DebugControl
-from .errors import BridgeError, NoSuchFrame, NotPaused, PauseTimeout, ProtocolError, SessionLost, TransferError
+from .errors import (
+    AuthenticationError,
+    BridgeError,
+    NoSuchFrame,
+    NotPaused,
+    PauseTimeout,
+    ProtocolError,
+    SessionLost,
+    TransferError,
+)
 from .events import EventCallback, EventListener
 from .lanes import Lanes, lanes_allowed
 from .pause_state import PauseState
@@ -186,6 +195,9 @@ class Session(DebugControl):
         connected one (client/lanes.py), else the server socket."""
         if self._closed:
             raise SessionLost("this session is closed; attach again")
+        revoked = self._revoked()
+        if revoked is not None:
+            raise revoked
         wait = self.timeout if timeout is None else timeout
         with self._lock:
             channel, still_valid = self._channel, None
@@ -198,6 +210,11 @@ class Session(DebugControl):
             try:
                 return channel.request(op, args, frames, timeout=wait, pause_id=pause_id, release=release or None,
                                        still_valid=still_valid)
+            except NotPaused:
+                revoked = self._revoked()  # a lane wait ended by the event listener's failure
+                if revoked is not None:
+                    raise revoked from None
+                raise
             except BridgeError:
                 raise
             except (bulk.BulkError, OSError) as exc:  # OSError: only the bulk path uses plain sockets
@@ -206,6 +223,11 @@ class Session(DebugControl):
                 raise ProtocolError("ProtocolError", f"pid {self.pid} sent a reply we cannot read: {exc}") from exc
             except zmq.ZMQError as exc:
                 raise SessionLost(f"pid {self.pid}: the connection failed ({exc})") from exc
+
+    def _revoked(self) -> Optional[AuthenticationError]:
+        """The target's refusal of our key, if its last event said so (docs/security.md)."""
+        failure = self.pause_state.failure
+        return failure if isinstance(failure, AuthenticationError) else None
 
     # --- frames ------------------------------------------------------------------------
 
