@@ -24,6 +24,7 @@ What code patching cannot reach, and how it is handled (docs/stepping.md):
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 from types import CodeType, FrameType, FunctionType
@@ -41,6 +42,7 @@ from .settrace import FrameTracer
 
 __all__ = ["CodePatchBackend", "available"]
 
+_log = logging.getLogger("bridge")
 _CO_NEWLOCALS = 0x2  # set on function code; module and class bodies have their own namespace
 
 
@@ -126,8 +128,13 @@ class CodePatchBackend:
             new = with_nested_replaced(code, lambda nested: self._build(nested, lines))
             own = code_lines(code) & lines
             if own:
-                new = insert_probes(new, own, self.probe)
-                self.probed[new] = own
+                try:
+                    new = insert_probes(new, own, self.probe)
+                    self.probed[new] = own
+                except Exception as exc:  # a code shape the probe inserter does not handle
+                    _log.warning("bridge: breakpoints at lines %s of %s (%s) cannot be set: %s",
+                                 sorted(own), code.co_qualname if hasattr(code, "co_qualname") else code.co_name,
+                                 code.co_filename, exc)
             if new is not code:
                 mark_derived(new, code)
             entry = self._built[key] = (code, new)
@@ -146,7 +153,13 @@ class CodePatchBackend:
         return self._build(base, lines) if lines and self._tree_has(base, lines) else base
 
     def _instrument_module(self, path: str, code: CodeType) -> CodeType:
-        return self._target(code)
+        with self._lock:
+            return self._target(code)
+
+    def prepare_code(self, code: CodeType) -> CodeType:
+        """``code`` with the probes of the breakpoints in its file."""
+        with self._lock:
+            return self._target(code)
 
     def _swap_functions(self, files: Set[str]) -> Set[CodeType]:
         """Give every live function of ``files`` the code it should run; the base codes

@@ -11,6 +11,7 @@ through the public query methods (``breakpoint_lines``, ``is_stepping``, ...).
 
 from __future__ import annotations
 
+import inspect
 import sys
 import threading
 from types import CodeType, FrameType
@@ -28,6 +29,9 @@ REASONS: Tuple[str, ...] = ("breakpoint", "step", "pause")
 #: ``on_stop(frame, reason, info) -> action``; runs on the stopping thread.
 StopHandler = Callable[[FrameType, str, dict], str]
 
+#: Code flags of frames that a yield suspends rather than ends.
+GENERATOR_FLAGS = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
+
 
 def _stack(frame: Optional[FrameType]) -> List[FrameType]:
     frames = []
@@ -42,17 +46,26 @@ class _Step:
 
     ``"step"``: any line (outside framebridge's machinery). ``"next"``: a line of
     ``origin``; ``"step_out"``: none of ``origin``'s. Once ``origin`` has returned, both
-    become ``"step"`` (pdb: ``next``/``return`` at a return, then ``step``). ``callers``
-    are ``origin``'s callers when the command was given: a line there means ``origin``
-    is gone, by return or by an exception that unwound it.
+    become ``"step"`` (pdb: ``next``/``return`` at a return, then ``step``); a yield is
+    not a return. ``callers`` are ``origin``'s callers when the command was given: a
+    line there means ``origin`` is gone, by return or by an exception that unwound it
+    (not for a generator, which a caller's line does not end).
     """
 
-    __slots__ = ("mode", "origin", "callers", "reason", "info")
+    __slots__ = ("mode", "origin", "callers", "reason", "info", "command_frame", "command_line")
 
-    def __init__(self, mode: str, origin: Optional[FrameType], reason: str, info: dict) -> None:
+    def __init__(self, mode: str, origin: Optional[FrameType], reason: str, info: dict,
+                 command_frame: Optional[FrameType] = None) -> None:
         self.mode = mode
         self.origin = origin
-        self.callers: Tuple[FrameType, ...] = tuple(_stack(origin.f_back)) if origin is not None else ()
+        # pdb 3.13.6+/3.14 (gh-136057): no stop at the line the command was given on,
+        # in that frame (a one-line loop's next iteration is not "the next line")
+        self.command_frame = command_frame if _SKIP_COMMAND_LINE else None
+        self.command_line = command_frame.f_lineno if self.command_frame is not None else None
+        # A generator that yields is not gone: pdb waits for its next line (or its end),
+        # and so do we.
+        gone_when_callers_run = origin is not None and not origin.f_code.co_flags & GENERATOR_FLAGS
+        self.callers: Tuple[FrameType, ...] = tuple(_stack(origin.f_back)) if gone_when_callers_run else ()
         self.reason = reason
         self.info = info
 
@@ -63,6 +76,19 @@ class _Step:
             if caller is frame:
                 return True
         return False
+
+
+def _pdb_skips_command_line() -> bool:
+    """Whether this Python's pdb skips the line a step/next was given on (gh-136057:
+    3.13.6+, 3.14). Read from bdb itself, so that stepping matches the pdb at hand."""
+    try:
+        import bdb
+    except ImportError:  # pragma: no cover - a stripped-down Python
+        return False
+    return "cmdframe" in bdb.Bdb._set_stopinfo.__code__.co_varnames
+
+
+_SKIP_COMMAND_LINE = _pdb_skips_command_line()
 
 
 def _default_backend(engine: "Debugger", name: Optional[str]):
@@ -191,7 +217,8 @@ class Debugger:
             self._backend.stepping_changed(tid, None, False)
             return
         info = {"action": action}
-        step = _Step(action, None if action == "step" else frame, reason, info)
+        origin = None if action == "step" else frame
+        step = _Step(action, origin, reason, info, frame if action in ("step", "next") else None)
         self._set_step(tid, step)
         self._backend.stepping_changed(tid, stack, action == "step")
 
@@ -245,6 +272,12 @@ class Debugger:
         """Put back the SIGUSR1 handler that :meth:`install_signal_handler` replaced
         (main thread only)."""
         self._signals.uninstall()
+
+    def prepare_code(self, code: CodeType) -> CodeType:
+        """The code to run instead of ``code``, which is about to run for the first time
+        without the import system (a program ``python -m bridge`` compiled): before
+        3.12, with the probes of the breakpoints already set in it."""
+        return self._backend.prepare_code(code)
 
     def reset(self) -> None:
         """Remove every breakpoint and cancel all stepping and pause requests."""
@@ -326,6 +359,8 @@ class Debugger:
             return False
         if tid in self._in_stop or self._scope.never_stops(code.co_filename):
             return here is not None
+        if step is not None and step.command_frame is frame and step.command_line == line:
+            return here is not None  # pdb neither stops nor breaks there (see _Step)
         if here:
             in_stop = self._in_stop
             in_stop.add(tid)  # a condition that calls code with breakpoints must not stop there
@@ -349,7 +384,8 @@ class Debugger:
         self.dispatch_line(frame, line)
 
     def dispatch_leave(self, frame: FrameType) -> None:
-        """``frame`` returns or yields. If a ``next``/``step_out`` of this thread waited
+        """``frame`` returns (backends do not report a generator's yields). If a
+        ``next``/``step_out`` of this thread waited
         for it to leave, the thread now stops at the next line anywhere (pdb's
         ``next``/``return`` at a frame's return, followed by ``step``)."""
         tid = threading.get_ident()

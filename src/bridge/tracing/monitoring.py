@@ -9,8 +9,7 @@
   and the calls a ``step`` enters; each code object answers DISABLE after one look,
   except code holding a breakpoint: 3.13+ reports the line of a one-line function
   (``lambda v: v + 1``) only while its start is watched.
-* PY_RETURN / PY_YIELD on the code of a frame that a ``next``/``step_out`` waits to
-  leave.
+* PY_RETURN on the code of a frame that a ``next``/``step_out`` waits to leave.
 
 All threads are covered: events are per code object, filtered by thread id.
 """
@@ -44,10 +43,14 @@ class MonitoringBackend:
         ev = sys.monitoring.events
         branch = (ev.BRANCH_LEFT | ev.BRANCH_RIGHT) if hasattr(ev, "BRANCH_LEFT") else ev.BRANCH
         self.LINE_EVENTS = ev.LINE | ev.JUMP | branch
-        self.LEAVE_EVENTS = ev.PY_RETURN | ev.PY_YIELD
+        self.LEAVE_EVENTS = ev.PY_RETURN
         self._jump_events = [e for e in (ev.JUMP, getattr(ev, "BRANCH_LEFT", 0),
                                          getattr(ev, "BRANCH_RIGHT", 0)) if e] if hasattr(ev, "BRANCH_LEFT") \
             else [ev.JUMP, ev.BRANCH]
+
+    def prepare_code(self, code: CodeType) -> CodeType:
+        """Nothing to do: PY_START finds new code objects."""
+        return code
 
     def is_idle(self) -> bool:
         """Whether no monitoring tool of ours is registered."""
@@ -72,7 +75,6 @@ class MonitoringBackend:
         mon.register_callback(tool, ev.PY_START, self._start)
         mon.register_callback(tool, ev.PY_RESUME, self._start)
         mon.register_callback(tool, ev.PY_RETURN, self._leave)
-        mon.register_callback(tool, ev.PY_YIELD, self._leave)
         mon.set_events(tool, ev.PY_START | ev.PY_RESUME)
         self.tool = tool
 
@@ -89,7 +91,7 @@ class MonitoringBackend:
         self.origin_codes.clear()
         self._line_tables.clear()
         ev = mon.events
-        for event in (ev.LINE, ev.PY_START, ev.PY_RESUME, ev.PY_RETURN, ev.PY_YIELD, *self._jump_events):
+        for event in (ev.LINE, ev.PY_START, ev.PY_RESUME, ev.PY_RETURN, *self._jump_events):
             mon.register_callback(tool, event, None)
         mon.free_tool_id(tool)
         self.tool = None
@@ -160,6 +162,7 @@ class MonitoringBackend:
                 self._enable(frame.f_code, for_step=True)
         origin = engine.stepping_origin(tid) if tid is not None else None
         if origin is not None and origin.f_code not in self.origin_codes:
+            # PY_RETURN only: a generator's yield is not its end (PY_YIELD stays off)
             self.origin_codes.add(origin.f_code)
             self._refresh(origin.f_code)
         sys.monitoring.restart_events()

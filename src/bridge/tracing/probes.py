@@ -88,6 +88,7 @@ def insert_probes(code: CodeType, lines: FrozenSet[int], probe: Probe) -> CodeTy
         elif TryBegin is not None and isinstance(item, TryBegin):
             sources.setdefault(id(item.target), []).append((item, False, True))
 
+    _keep_first_line(items, bc.first_lineno)
     out: List[Any] = []
     start = _prologue_length(items)
     out.extend(items[:start])
@@ -136,7 +137,30 @@ def insert_probes(code: CodeType, lines: FrozenSet[int], probe: Probe) -> CodeTy
         return code
     bc.clear()
     bc.extend(out)
-    return bc.to_code()
+    new = bc.to_code()
+    if _line_set(new) != _line_set(code):  # never hand out code whose tracebacks would lie
+        raise ValueError(f"inserting probes into {code.co_name} ({code.co_filename}) changed its line table")
+    return new
+
+
+def _line_set(code: CodeType) -> FrozenSet[int]:
+    if hasattr(code, "co_lines"):
+        return frozenset(line for _, _, line in code.co_lines() if line is not None)
+    import dis
+
+    return frozenset(line for _, line in dis.findlinestarts(code))
+
+
+def _keep_first_line(items: List[Any], first_lineno: int) -> None:
+    """3.10: a generator starts with GEN_START, which has no line; ``bytecode`` (0.17)
+    then encodes a following run of ``first_lineno`` lines as no line at all. Giving
+    GEN_START that line keeps the table right (no line event fires on it: the frame
+    is entered by the call event, and the next instruction has the same line)."""
+    first = items[0] if items else None
+    if isinstance(first, Instr) and first.name == "GEN_START" and first.lineno is None:
+        following = next((i for i in items[1:] if isinstance(i, Instr) and i.lineno is not None), None)
+        if following is not None and following.lineno == first_lineno:
+            first.lineno = first_lineno
 
 
 def _fires(path: _Path, line: int, starts_line: bool) -> bool:

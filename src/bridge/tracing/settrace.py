@@ -12,6 +12,8 @@ on 3.11 while its thread is traced, whatever the tracer does (docs/benchmarks.md
 from __future__ import annotations
 
 import collections
+import dis
+import inspect
 import sys
 import threading
 from types import CodeType, FrameType
@@ -21,6 +23,9 @@ from .pending_call import call_on_main_thread
 from .scope import canonical
 
 __all__ = ["FrameTracer", "SettraceBackend"]
+
+_GENERATOR_FLAGS = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
+_YIELDS = frozenset(dis.opmap[name] for name in ("YIELD_VALUE", "YIELD_FROM") if name in dis.opmap)
 
 
 class FrameTracer:
@@ -32,8 +37,8 @@ class FrameTracer:
       decides which new frames get ``trace_frame``: those ``wants_frame`` names, and,
       in a thread stepping into calls, every frame a step may stop in.
 
-    ``has_probe(code, line)``: lines whose breakpoints a code probe checks (the code
-    patching backend); their line events check stepping only. ``watcher(frame, event)``
+    ``has_probe(code, line)``: lines a code probe reports (the code patching backend);
+    their line events are left to the probe. ``watcher(frame, event)``
     sees every event of a traced frame whose code is in ``watched``.
     """
 
@@ -52,12 +57,14 @@ class FrameTracer:
         def trace_frame(frame: FrameType, event: str, arg: Any) -> Any:
             if event == "line":
                 line = frame.f_lineno
+                # where a probe follows, the probe reports this line (breakpoints and steps)
                 if has_probe is None or not has_probe(frame.f_code, line):
                     dispatch_line(frame, line)
-                else:  # the probe that follows checks the breakpoints
-                    dispatch_line(frame, line, False)
             elif event == "return":
-                dispatch_leave(frame)
+                code = frame.f_code
+                # a generator's yield is not its end (3.9-3.11: the instruction at f_lasti)
+                if not code.co_flags & _GENERATOR_FLAGS or code.co_code[frame.f_lasti] not in _YIELDS:
+                    dispatch_leave(frame)
             if watcher is not None and frame.f_code in tracer.watched:
                 watcher(frame, event)
             return trace_frame
@@ -181,6 +188,10 @@ class SettraceBackend:
             return fast[code.co_filename][code.co_firstlineno]
 
         self.tracer = FrameTracer(engine, wants_frame)
+
+    def prepare_code(self, code: CodeType) -> CodeType:
+        """Nothing to do: the global tracer sees every new frame."""
+        return code
 
     def is_idle(self) -> bool:
         """Whether this thread has no tracer of ours."""
