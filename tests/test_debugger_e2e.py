@@ -233,6 +233,8 @@ def test_breakpoints_condition_hits_temporary_clear(target, attach_to):
         s.break_at(script + ".missing", 3)
     with pytest.raises(BreakpointError, match="does not compile"):
         s.break_at(script, line_of(LOOP, "body"), condition="i ==")
+    if sys.version_info < (3, 12):  # breakpoints are compiled into the code: no tracer
+        assert s.eval("__import__('bridge.tracing').tracing.get_debugger().mechanism") == "code patching"
     tmp = s.break_at(script, line_of(LOOP, "ret"), temporary=True)
     assert [b.id for b in s.breakpoints()] == [bp.id, tmp.id]
     first = s.wait().pause_id
@@ -579,3 +581,45 @@ def test_step_out_after_a_call_in_an_expression_steps_into_the_next_call(target,
     s.cont()
     t.wait_output("x 3")
     assert t.wait_exit(WAIT) == 0
+
+
+def test_breakpoint_in_a_function_the_paused_program_has_not_defined_yet(target, attach_to):
+    """Paused before its first line, the program has no `work` yet: the breakpoint gets
+    into `work` when the program defines it (code patching watches the running module)."""
+    src = """
+        import time
+
+        def work(i):
+            return i * 2  # @work
+
+        total = sum(work(i) for i in range(3))
+        print("total", total, flush=True)
+    """
+    t = _run_bridge(target, src, "--wait")
+    s = attach_to(t)
+    p = s.wait()
+    s.break_at(str(t.script), line_of(src, "work"), condition="i == 1")
+    p = _do(s, "cont", p.pause_id)
+    assert p.reason == "breakpoint" and (p.function, p.line) == ("work", line_of(src, "work"))
+    assert s.eval("i") == 1
+    s.clear(all=True)
+    s.cont()
+    t.wait_output("total 6")
+    assert t.wait_exit(WAIT) == 0
+
+
+def test_breakpoint_in_a_loop_already_running_at_module_level(target, attach_to):
+    t = target(BUSY)
+    t.wait_output("ready")
+    s = attach_to(t, wait_pause=False)
+    bp = s.break_at(str(t.script), line_of(BUSY, "busy"), condition="n % 1000 == 0")
+    p = s.wait(WAIT)
+    assert p.reason == "breakpoint" and p.line == line_of(BUSY, "busy")
+    n = s.eval("n")
+    assert n % 1000 == 0
+    p = _do(s, "cont", p.pause_id)
+    assert s.eval("n") == n + 1000
+    s.clear(bp)
+    s.cont()
+    assert s.pause() is not None  # still running, still attachable after the clear
+    s.cont()

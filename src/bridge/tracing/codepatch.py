@@ -284,7 +284,10 @@ class CodePatchBackend:
 
     def _sync_threads(self) -> None:
         self._sync_here()
-        if threading.current_thread() is not threading.main_thread() and (self.tracer.watched or self._main_traced):
+        main = threading.main_thread()
+        # a main thread inside a stop is brought up to date when it resumes (arm())
+        if threading.current_thread() is not main and (self.tracer.watched or self._main_traced) \
+                and not self.engine.in_stop(main.ident):
             call_on_main_thread(self._sync_here)
 
     # ------------------------------------------------------------------ others' swaps
