@@ -149,19 +149,22 @@ def serve(frames: List[FrameType], reason: str, *, timeout: Optional[float] = No
         raise ValueError("nothing to pause at: no frames")
     server = server or get_server()
     pause = Pause(frames, reason, info)
-    push = None
+    kept_lane, push = _take_kept(pause)
     try:
         pause.watches = dict(_watches)
         if pause.watches:  # evaluated here, on the paused thread, so they arrive with the event
             pause.info["watches"] = evaluate_watches(frames[0], list(pause.watches))
-        push = server.context.socket(zmq.PUSH)
-        push.setsockopt(zmq.LINGER, 1000)
-        push.connect(server.internal_endpoint)
+        if push is None:
+            push = server.context.socket(zmq.PUSH)
+            push.setsockopt(zmq.LINGER, 1000)
+            push.connect(server.internal_endpoint)
         server.register_pause(pause)
     except BaseException:  # not paused after all: leave no pipe or socket behind
         pause.close_inbox()
         if push is not None:
             push.close(0)
+        if kept_lane is not None:
+            kept_lane.close()
         raise
     action = "continue"
     lane: Optional[Lane] = None
@@ -170,8 +173,9 @@ def serve(frames: List[FrameType], reason: str, *, timeout: Optional[float] = No
     try:
         # The lane opens after the pause is announced (the `paused` event does not wait
         # for its bind) and is named by an event of its own; until a client hears of it,
-        # its requests come through the server socket.
-        lane = _open_lane(server, pause)
+        # its requests come through the server socket. A thread that steps keeps its lane
+        # (named in the `paused` event itself).
+        lane = kept_lane if kept_lane is not None else _open_lane(server, pause)
         poller = zmq.Poller()
         poller.register(pause._wake_r, zmq.POLLIN)
         if lane is not None:
@@ -226,11 +230,41 @@ def serve(frames: List[FrameType], reason: str, *, timeout: Optional[float] = No
         output_routing.__exit__(None, None, None)
         pause.close_inbox()
         server.unregister_pause(pause, action)
-        if lane is not None:
-            lane.close()
         _answer_leftovers(pause, push)
-        push.close()
+        if lane is not None and action in _STEPPING:
+            _kept[pause.thread_id] = (lane, push)
+        else:
+            if lane is not None:
+                lane.close()
+            push.close()
     return action
+
+
+# The lane and reply socket of a thread that steps, kept from one stop to the next (thread
+# id -> both): stepping makes a new pause every few hundred microseconds, and a new lane
+# costs a key pair and a bind here and a CURVE handshake at the client (docs/benchmarks.md,
+# step round trip). The pause id in each lane request still tells the pauses apart.
+_kept: Dict[int, Tuple[Lane, zmq.Socket]] = {}
+_STEPPING = ("step", "next", "step_out")
+
+
+def _take_kept(pause: Pause) -> Tuple[Optional[Lane], Optional[zmq.Socket]]:
+    """The lane (named in ``pause.info``) and reply socket this thread kept from its last
+    stop; those of threads that ended while stepping are closed (nobody can use them)."""
+    lane, push = _kept.pop(pause.thread_id, (None, None))
+    if _kept:
+        alive = {t.ident for t in threading.enumerate()}
+        for tid in [t for t in _kept if t not in alive]:
+            dead_lane, dead_push = _kept.pop(tid)
+            dead_lane.close()
+            dead_push.close()
+    if lane is not None:
+        pause.info = dict(pause.info, lane=lane.port, lane_key=lane.public_key)
+    return lane, push
+
+
+if hasattr(os, "register_at_fork"):  # a forked child must not touch its parent's sockets
+    os.register_at_fork(after_in_child=_kept.clear)
 
 
 def _open_lane(server: Server, pause: Pause) -> Optional[Lane]:
