@@ -102,6 +102,7 @@ class CodePatchBackend:
                 self.pending = {}
                 self.at_breakpoint = self.creators = frozenset()
             self.tracer.watched = self.at_breakpoint | self.creators
+            self.tracer.watch_lines = bool(self.pending)
         self._sync_threads()
 
     def stepping_changed(self, tid: Optional[int], frames: Optional[List[FrameType]], into: bool) -> None:
@@ -258,6 +259,7 @@ class CodePatchBackend:
                 if not pending:
                     self.creators = frozenset()
                     self.tracer.watched = self.at_breakpoint
+                    self.tracer.watch_lines = False
             if not self.pending:
                 self._sync_here()
 

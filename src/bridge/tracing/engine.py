@@ -444,6 +444,11 @@ class Debugger:
         action = "continue"
         if handler is not None:
             self._in_stop.add(tid)
+            # The stop handler (the pause loop) runs untraced: a thread tracer left on (a
+            # stop at a probe while stepping) would slow all of it down, 5x on 3.11.
+            tracer = sys.gettrace()
+            if tracer is not None:
+                sys.settrace(None)
             try:
                 action = handler(frame, reason, dict(info))
             except Exception:
@@ -453,6 +458,8 @@ class Debugger:
                 traceback.print_exc()
                 action = "continue"
             finally:
+                if tracer is not None and sys.gettrace() is None:
+                    sys.settrace(tracer)
                 self._in_stop.discard(tid)
         if action not in ACTIONS:
             print(f"framebridge: unknown resume action {action!r}; continuing", file=sys.stderr)

@@ -7,8 +7,8 @@
   entry (docs/stepping.md).
 * A global PY_START / PY_RESUME finds code objects created after a breakpoint was set
   and the calls a ``step`` enters; each code object answers DISABLE after one look,
-  except code holding a breakpoint: 3.13+ reports the line of a one-line function
-  (``lambda v: v + 1``) only while its start is watched.
+  except code with a breakpoint on its first line: 3.13+ reports the line of a one-line
+  function (``lambda v: v + 1``) only while its start is watched.
 * PY_RETURN on the code of a frame that a ``next``/``step_out`` waits to leave.
 
 All threads are covered: events are per code object, filtered by thread id.
@@ -222,9 +222,11 @@ class MonitoringBackend:
             stepping = engine.is_stepping()
             if stepping and engine.steps_into_calls(tid) and not engine.never_stops(code.co_filename):
                 self._enable(code, for_step=True)
-            if engine.code_has_breakpoint(code):
+            lines = engine.breakpoint_lines(code)
+            if lines:
                 self._enable(code, for_step=False)
-                return None  # keep watching its start (see the module docstring)
+                if code.co_firstlineno in lines:
+                    return None  # a breakpoint on its first line: keep watching its start
             return None if stepping else sys.monitoring.DISABLE
         finally:
             busy.discard(tid)

@@ -47,6 +47,7 @@ class FrameTracer:
                  watcher: Optional[Callable[[FrameType, str], None]] = None) -> None:
         self.engine = engine
         self.watched: FrozenSet[CodeType] = frozenset()
+        self.watch_lines = False  # whether the watcher wants line events too (else returns only)
         get_ident = threading.get_ident
         dispatch_line = engine.dispatch_line
         dispatch_leave = engine.dispatch_leave
@@ -65,7 +66,7 @@ class FrameTracer:
                 # a generator's yield is not its end (3.9-3.11: the instruction at f_lasti)
                 if not code.co_flags & _GENERATOR_FLAGS or code.co_code[frame.f_lasti] not in _YIELDS:
                     dispatch_leave(frame)
-            if watcher is not None and frame.f_code in tracer.watched:
+            if watcher is not None and (event != "line" or tracer.watch_lines) and frame.f_code in tracer.watched:
                 watcher(frame, event)
             return trace_frame
 
