@@ -39,6 +39,7 @@ class MonitoringBackend:
         self.step_codes: Set[CodeType] = set()  # line events for stepping/pausing
         self.origin_codes: Set[CodeType] = set()  # return events: a next/step_out waits
         self.busy: Set[int] = set()  # threads inside one of our callbacks
+        self._disabled = True  # a callback answered DISABLE since the last restart_events()
         self._line_tables: Dict[CodeType, Tuple[List[int], List[Tuple[int, int]]]] = {}
         ev = sys.monitoring.events
         branch = (ev.BRANCH_LEFT | ev.BRANCH_RIGHT) if hasattr(ev, "BRANCH_LEFT") else ev.BRANCH
@@ -144,6 +145,7 @@ class MonitoringBackend:
                 frame = frame.f_back
         del top, frame
         # re-ask every code object (PY_START) and line that answered DISABLE
+        self._disabled = False
         sys.monitoring.restart_events()
 
     def stepping_changed(self, tid: Optional[int], frames: Optional[List[FrameType]], into: bool) -> None:
@@ -165,7 +167,12 @@ class MonitoringBackend:
             # PY_RETURN only: a generator's yield is not its end (PY_YIELD stays off)
             self.origin_codes.add(origin.f_code)
             self._refresh(origin.f_code)
-        sys.monitoring.restart_events()
+        # Events a callback answered DISABLE to are off until restart_events(), which makes
+        # every code object (ours and the pause loop's too) report its next start again:
+        # only when something that a step may need was disabled since the last one.
+        if self._disabled:
+            self._disabled = False
+            sys.monitoring.restart_events()
 
     # ------------------------------------------------------------------ callbacks
     #
@@ -187,6 +194,7 @@ class MonitoringBackend:
             if engine.dispatch_line(frame, line) or engine.is_stepping():
                 return None
             # DISABLE is per location for all threads: only safe when nobody steps
+            self._disabled = True
             return sys.monitoring.DISABLE
         finally:
             busy.discard(tid)
@@ -212,22 +220,29 @@ class MonitoringBackend:
         return line if offset < end else None
 
     def _start(self, code: CodeType, offset: int) -> Any:
+        engine = self.engine
+        if engine.never_stops(code.co_filename):
+            # ours (the pause loop runs inside a callback: without this, each of its
+            # functions would report every start while the thread is stopped) or a runner's
+            return sys.monitoring.DISABLE
         tid = threading.get_ident()
         busy = self.busy
         if tid in busy:
             return None
         busy.add(tid)
         try:
-            engine = self.engine
             stepping = engine.is_stepping()
-            if stepping and engine.steps_into_calls(tid) and not engine.never_stops(code.co_filename):
+            if stepping and engine.steps_into_calls(tid):
                 self._enable(code, for_step=True)
             lines = engine.breakpoint_lines(code)
             if lines:
                 self._enable(code, for_step=False)
                 if code.co_firstlineno in lines:
                     return None  # a breakpoint on its first line: keep watching its start
-            return None if stepping else sys.monitoring.DISABLE
+            if stepping:
+                return None
+            self._disabled = True  # a step may want its start again: restart_events()
+            return sys.monitoring.DISABLE
         finally:
             busy.discard(tid)
 
