@@ -29,6 +29,16 @@ def line_of(source: str, name: str) -> int:
     raise KeyError(name)
 
 
+def file_markers(path: str) -> Dict[str, int]:
+    """``{name: line}`` of the ``# @name`` markers in the file at ``path``."""
+    marks = {}
+    with open(path) as f:
+        for n, text in enumerate(f, 1):
+            if "# @" in text:
+                marks[text.split("# @", 1)[1].split()[0]] = n
+    return marks
+
+
 def wait_until(predicate, timeout: float = 10.0, what: str = "condition", interval: float = 0.02) -> None:
     """Poll ``predicate`` until true; AssertionError after ``timeout``.
 

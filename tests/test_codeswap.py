@@ -15,6 +15,7 @@ import time
 import types
 
 import pytest
+from conftest import file_markers
 
 from bridge import codeswap
 from bridge.tracing import Debugger, get_debugger
@@ -25,16 +26,7 @@ PATCHING = sys.version_info < (3, 12)
 needs_patching = pytest.mark.skipif(not PATCHING, reason="breakpoints by code patching are for 3.9-3.11")
 
 
-def _markers() -> dict:
-    marks = {}
-    with open(HERE) as f:
-        for n, text in enumerate(f, 1):
-            if "# @" in text:
-                marks[text.split("# @", 1)[1].split()[0]] = n
-    return marks
-
-
-MARKS = _markers()
+MARKS = file_markers(HERE)
 
 
 def L(name: str) -> int:

@@ -313,6 +313,14 @@ def _where(p) -> tuple:
     return (p.function.rsplit(".", 1)[-1], p.line)
 
 
+def _finish(s, t, output: str) -> None:
+    """Clear every breakpoint, continue, and see the program print ``output`` and exit 0."""
+    s.clear(all=True)
+    s.cont()
+    t.wait_output(output)
+    assert t.wait_exit(WAIT) == 0
+
+
 def _do(s, action: str, last: int):
     getattr(s, action)()
     return next_pause(s, last)
@@ -378,10 +386,7 @@ def test_step_across_an_exception_from_a_breakpoint(target, attach_to):
     if p.line == L("out2"):
         p = _do(s, "next", p.pause_id)
     assert _where(p) == ("outer", L("out3")) and s.eval("r") == 15
-    s.clear(all=True)
-    s.cont()
-    t.wait_output("result 15")
-    assert t.wait_exit(WAIT) == 0
+    _finish(s, t, "result 15")
 
 
 def test_step_out_across_an_exception(target, attach_to):
@@ -602,10 +607,7 @@ def test_breakpoint_in_a_function_the_paused_program_has_not_defined_yet(target,
     p = _do(s, "cont", p.pause_id)
     assert p.reason == "breakpoint" and (p.function, p.line) == ("work", line_of(src, "work"))
     assert s.eval("i") == 1
-    s.clear(all=True)
-    s.cont()
-    t.wait_output("total 6")
-    assert t.wait_exit(WAIT) == 0
+    _finish(s, t, "total 6")
 
 
 def test_breakpoint_in_a_loop_already_running_at_module_level(target, attach_to):

@@ -13,6 +13,7 @@ import threading
 import time
 
 import pytest
+from conftest import file_markers
 
 from bridge.tracing import Debugger, get_debugger
 
@@ -21,16 +22,7 @@ IS_312 = sys.version_info >= (3, 12)
 WAIT = 10.0  # seconds: upper bound of every wait in this file
 
 
-def _markers() -> dict:
-    marks = {}
-    with open(HERE) as f:
-        for n, text in enumerate(f, 1):
-            if "# @" in text:
-                marks[text.split("# @", 1)[1].split()[0]] = n
-    return marks
-
-
-MARKS = _markers()
+MARKS = file_markers(HERE)
 
 
 def L(name: str) -> int:

@@ -180,24 +180,28 @@ class MonitoringBackend:
     # runs (os.path.realpath when a file is seen for the first time, the stop handler's
     # whole pause loop): a thread already inside one of our callbacks is ignored.
 
-    def _line(self, code: CodeType, line: int) -> Any:
-        return self._dispatch_line(sys._getframe(1), line)
-
-    def _dispatch_line(self, frame: FrameType, line: int) -> Any:
+    def _guarded(self, handler: Any, *args: Any) -> Any:
+        """``handler(tid, *args)``, unless this thread is inside one of our callbacks already."""
         tid = threading.get_ident()
         busy = self.busy
         if tid in busy:
             return None
         busy.add(tid)
         try:
-            engine = self.engine
-            if engine.dispatch_line(frame, line) or engine.is_stepping():
-                return None
-            # DISABLE is per location for all threads: only safe when nobody steps
-            self._disabled = True
-            return sys.monitoring.DISABLE
+            return handler(tid, *args)
         finally:
             busy.discard(tid)
+
+    def _line(self, code: CodeType, line: int) -> Any:
+        return self._guarded(self._on_line, sys._getframe(1), line)
+
+    def _on_line(self, tid: int, frame: FrameType, line: int) -> Any:
+        engine = self.engine
+        if engine.dispatch_line(frame, line) or engine.is_stepping():
+            return None
+        # DISABLE is per location for all threads: only safe when nobody steps
+        self._disabled = True
+        return sys.monitoring.DISABLE
 
     def _jump(self, code: CodeType, source: int, destination: int) -> Any:
         if destination >= source:
@@ -205,7 +209,7 @@ class MonitoringBackend:
         line = self._line_at(code, destination)
         if line is None or line != self._line_at(code, source):
             return sys.monitoring.DISABLE  # to another line: LINE reports it
-        return self._dispatch_line(sys._getframe(1), line)  # back within one line: a new entry of it
+        return self._guarded(self._on_line, sys._getframe(1), line)  # back within one line: a new entry
 
     def _line_at(self, code: CodeType, offset: int) -> Optional[int]:
         table = self._line_tables.get(code)
@@ -220,40 +224,30 @@ class MonitoringBackend:
         return line if offset < end else None
 
     def _start(self, code: CodeType, offset: int) -> Any:
-        engine = self.engine
-        if engine.never_stops(code.co_filename):
+        if self.engine.never_stops(code.co_filename):
             # ours (the pause loop runs inside a callback: without this, each of its
             # functions would report every start while the thread is stopped) or a runner's
             return sys.monitoring.DISABLE
-        tid = threading.get_ident()
-        busy = self.busy
-        if tid in busy:
+        return self._guarded(self._on_start, code)
+
+    def _on_start(self, tid: int, code: CodeType) -> Any:
+        engine = self.engine
+        stepping = engine.is_stepping()
+        if stepping and engine.steps_into_calls(tid):
+            self._enable(code, for_step=True)
+        lines = engine.breakpoint_lines(code)
+        if lines:
+            self._enable(code, for_step=False)
+            if code.co_firstlineno in lines:
+                return None  # a breakpoint on its first line: keep watching its start
+        if stepping:
             return None
-        busy.add(tid)
-        try:
-            stepping = engine.is_stepping()
-            if stepping and engine.steps_into_calls(tid):
-                self._enable(code, for_step=True)
-            lines = engine.breakpoint_lines(code)
-            if lines:
-                self._enable(code, for_step=False)
-                if code.co_firstlineno in lines:
-                    return None  # a breakpoint on its first line: keep watching its start
-            if stepping:
-                return None
-            self._disabled = True  # a step may want its start again: restart_events()
-            return sys.monitoring.DISABLE
-        finally:
-            busy.discard(tid)
+        self._disabled = True  # a step may want its start again: restart_events()
+        return sys.monitoring.DISABLE
 
     def _leave(self, code: CodeType, offset: int, value: Any) -> Any:
-        tid = threading.get_ident()
-        busy = self.busy
-        if tid in busy:
-            return None
-        busy.add(tid)
-        try:
-            self.engine.dispatch_leave(sys._getframe(1))
-        finally:
-            busy.discard(tid)
+        self._guarded(self._on_leave, sys._getframe(1))
         return None
+
+    def _on_leave(self, tid: int, frame: FrameType) -> None:
+        self.engine.dispatch_leave(frame)
