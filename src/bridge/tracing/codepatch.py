@@ -105,7 +105,7 @@ class CodePatchBackend:
             self.tracer.watch_lines = bool(self.pending)
         self._sync_threads()
 
-    def stepping_changed(self, tid: Optional[int], frames: Optional[List[FrameType]], into: bool) -> None:
+    def stepping_changed(self, tid: Optional[int], frames: Optional[List[FrameType]]) -> None:
         """Trace the stepping thread from now until its next stop (called on that thread)."""
         if frames is not None:
             self.tracer.install_here(frames)

@@ -4,9 +4,9 @@ Like CPython's ``bdb`` it decides *where* a thread stops and leaves *what happen
 it is stopped* to a front end (``Debugger.set_stop_handler``). It does not watch the
 program itself: a backend (one per mechanism, see ``bridge.tracing``) reports events
 through the ``dispatch_*`` methods below, and the engine tells the backend what to
-watch through two notifications, ``breakpoints_changed()`` and
-``stepping_changed(tid, frames, into)``. The backend reads the engine's state only
-through the public query methods (``breakpoint_lines``, ``is_stepping``, ...).
+watch through the :class:`Backend` interface (``breakpoints_changed()``,
+``stepping_changed(tid, frames)``). The backend reads the engine's state only through
+the public query methods (``breakpoint_lines``, ``is_stepping``, ...).
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ import inspect
 import sys
 import threading
 from types import CodeType, FrameType
-from typing import Callable, Dict, FrozenSet, List, Optional, Set, Tuple
+from typing import Callable, Dict, FrozenSet, List, Optional, Protocol, Set, Tuple
 
 from .breakpoints import Breakpoint, BreakpointTable, FileLines
 from .scope import Scope
 from .signal_pause import SignalPauser
 
-__all__ = ["ACTIONS", "REASONS", "Debugger", "StopHandler", "get_debugger"]
+__all__ = ["ACTIONS", "REASONS", "Backend", "Debugger", "StopHandler", "get_debugger"]
 
 ACTIONS: Tuple[str, ...] = ("continue", "step", "next", "step_out")
 REASONS: Tuple[str, ...] = ("breakpoint", "step", "pause")
@@ -31,6 +31,30 @@ StopHandler = Callable[[FrameType, str, dict], str]
 
 #: Code flags of frames that a yield suspends rather than ends.
 GENERATOR_FLAGS = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
+
+
+class Backend(Protocol):
+    """What the engine asks of a backend (``monitoring``, ``codepatch``, ``settrace``)."""
+
+    #: The mechanism, as :attr:`Debugger.mechanism` names it.
+    name: str
+    #: Whether :meth:`Debugger.request_pause` can stop any thread (else the main thread,
+    #: by signal).
+    pauses_any_thread: bool
+
+    def breakpoints_changed(self) -> None:
+        """The breakpoints changed: watch the code that holds them, and only that."""
+
+    def stepping_changed(self, tid: Optional[int], frames: Optional[List[FrameType]]) -> None:
+        """Thread ``tid`` (called on it) now steps from ``frames`` (its stack; ``[]``:
+        from where it is), or stopped stepping (``frames`` None). ``tid`` None: every
+        thread stopped stepping."""
+
+    def prepare_code(self, code: CodeType) -> CodeType:
+        """The code to run for ``code``, about to run without the import system."""
+
+    def is_idle(self) -> bool:
+        """Whether nothing of this backend is installed (tracer, tool, patched code)."""
 
 
 def _stack(frame: Optional[FrameType]) -> List[FrameType]:
@@ -91,7 +115,7 @@ def _pdb_skips_command_line() -> bool:
 _SKIP_COMMAND_LINE = _pdb_skips_command_line()
 
 
-def _default_backend(engine: "Debugger", name: Optional[str]):
+def _default_backend(engine: "Debugger", name: Optional[str]) -> Backend:
     """The backend for this Python: sys.monitoring from 3.12, code patching before
     (sys.settrace where the ``bytecode`` library is missing, or when asked for)."""
     import os
@@ -214,13 +238,13 @@ class Debugger:
             self._scope.never_stops(f.f_code.co_filename)
         if action == "continue":
             self._set_step(tid, None)
-            self._backend.stepping_changed(tid, None, False)
+            self._backend.stepping_changed(tid, None)
             return
         info = {"action": action}
         origin = None if action == "step" else frame
         step = _Step(action, origin, reason, info, frame if action in ("step", "next") else None)
         self._set_step(tid, step)
-        self._backend.stepping_changed(tid, stack, action == "step")
+        self._backend.stepping_changed(tid, stack)
 
     def request_pause(self, thread_id: Optional[int] = None) -> str:
         """Stop thread ``thread_id`` (default: the main thread) at its next line.
@@ -245,7 +269,7 @@ class Debugger:
             del top
             desc = f"sys.monitoring LINE events on the {len(stack)} frame(s) of thread {tid}"
             self._set_step(tid, _Step("step", None, "pause", {"mechanism": desc}))
-            self._backend.stepping_changed(tid, stack, True)
+            self._backend.stepping_changed(tid, stack)
             return desc
         if tid != main:
             raise RuntimeError(
@@ -285,7 +309,7 @@ class Debugger:
         with self._lock:
             self._steps = {}
         self._backend.breakpoints_changed()
-        self._backend.stepping_changed(None, None, False)
+        self._backend.stepping_changed(None, None)
 
     def is_idle(self) -> bool:
         """True when the backend watches nothing (no tracer, tool or patched code of ours)."""
@@ -393,7 +417,7 @@ class Debugger:
         if step is None or step.origin is not frame or tid in self._in_stop:
             return
         self._set_step(tid, _Step("step", None, step.reason, step.info))
-        self._backend.stepping_changed(tid, [], True)
+        self._backend.stepping_changed(tid, [])
 
     def dispatch_signal_pause(self, frame: Optional[FrameType]) -> bool:
         """A pause signal arrived on this thread at ``frame``: stop at the innermost user
@@ -408,7 +432,7 @@ class Debugger:
         info = {"mechanism": "SIGUSR1"}
         if user is None:  # only framebridge/threading frames: stop at the next user line
             self._set_step(tid, _Step("step", None, "pause", info))
-            self._backend.stepping_changed(tid, _stack(frame), True)
+            self._backend.stepping_changed(tid, _stack(frame))
         else:
             self._stop(user, "pause", info)
         return True
@@ -418,7 +442,7 @@ class Debugger:
         self._exiting = True
         with self._lock:
             self._steps = {}
-        self._backend.stepping_changed(None, None, False)
+        self._backend.stepping_changed(None, None)
 
     # ================================================================== internals
 
@@ -467,7 +491,7 @@ class Debugger:
         pending = self._steps.get(tid)
         if pending is not None and pending.reason == "pause" and action == "continue":
             # a pause was requested (3.12+) while this stop was ending: keep it
-            self._backend.stepping_changed(tid, _stack(frame), True)
+            self._backend.stepping_changed(tid, _stack(frame))
             return
         self.arm(frame, action)
         self._signals.resend_deferred(tid)

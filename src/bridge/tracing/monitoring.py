@@ -148,7 +148,7 @@ class MonitoringBackend:
         self._disabled = False
         sys.monitoring.restart_events()
 
-    def stepping_changed(self, tid: Optional[int], frames: Optional[List[FrameType]], into: bool) -> None:
+    def stepping_changed(self, tid: Optional[int], frames: Optional[List[FrameType]]) -> None:
         """Watch the lines of ``frames`` (a thread's stack) for stepping; ``frames`` None:
         the thread stopped stepping."""
         engine = self.engine

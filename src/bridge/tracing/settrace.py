@@ -232,7 +232,7 @@ class SettraceBackend:
         """Re-read the breakpoint tables; trace running frames that hold breakpoints."""
         self._apply()
 
-    def stepping_changed(self, tid: Optional[int], frames: Optional[List[FrameType]], into: bool) -> None:
+    def stepping_changed(self, tid: Optional[int], frames: Optional[List[FrameType]]) -> None:
         """Trace ``frames`` of this thread for stepping (None: this thread stopped stepping)."""
         # Called on the thread concerned (arm, the signal handler) or with tid None.
         if not self._live():
