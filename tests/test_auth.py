@@ -15,7 +15,7 @@ import pytest
 import zmq
 
 import client
-from bridge import keys
+from bridge import keys, protocol
 from client.errors import AuthenticationError
 from client.session import Session
 from client.transport import Channel, handshake
@@ -109,7 +109,7 @@ def test_plaintext_client_is_refused_and_logged(target, attach_to):
     try:
         started = time.monotonic()
         sock.connect(info["endpoint"])
-        sock.send_multipart([b'{"v":1,"id":1,"op":"hello","args":{}}'])
+        sock.send_multipart(protocol.request_message(1, "hello"))
         assert monitor.poll(int(REFUSAL_BUDGET_S * 1000)), "no handshake outcome"
         from zmq.utils.monitor import parse_monitor_message
 

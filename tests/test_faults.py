@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from client import NotPaused, SessionLost, jump_context
+from client import FrameRef, NotPaused, SessionLost, jump_context
 from conftest import wait_until
 
 LOST_BUDGET_S = 5.0
@@ -325,5 +325,5 @@ def test_protocol_refuses_a_set_carrying_a_stale_pause_id(target, attach_to):
     new = s.wait(10)
     assert new.pause_id != old.pause_id
     with pytest.raises(NotPaused):
-        s._request("set", {"thread": old.thread, "frame": 0, "pause_id": old.pause_id}, value={"x": 5})
+        s.frame_request("set", at=FrameRef(old.thread, 0, old.pause_id), value={"x": 5})
     assert s.eval("x") == 1

@@ -16,6 +16,7 @@ import pytest
 import client
 from client import LiveRef, NotPaused, WriteBackConflict, is_live, jump_context
 from client.errors import RemoteError
+from conftest import other_python
 
 WORK = """
 import json, sys
@@ -395,8 +396,8 @@ def test_mount_of_100_small_variables_is_fast(target, attach_to):
 
 # --- other target Pythons (frames are written differently up to 3.12 and from 3.13) ----------
 
-_OTHER_PYTHONS = {v: p for v, p in (("3.12", "/tmp/venv-dbg-3.12/bin/python"), ("3.13", "/tmp/venv-3.13/bin/python"),
-                                    ("3.14", "/tmp/venv-3.14/bin/python"))}
+#: Target versions whose frame writes differ: ≤3.11 (LocalsToFast, deletes), 3.12, 3.13+ (PEP 667).
+_OTHER_PYTHONS = ("3.9", "3.12", "3.13", "3.14")
 
 PLAIN = """
 import json, sys, bridge
@@ -412,17 +413,12 @@ work()
 """
 
 
-@pytest.mark.parametrize("version", sorted(_OTHER_PYTHONS))
+@pytest.mark.parametrize("version", _OTHER_PYTHONS)
 def test_other_target_pythons(target, attach_to, version):
-    import os
-
-    python = _OTHER_PYTHONS[version]
-    if not os.path.exists(python):
-        pytest.skip(f"no Python {version} environment with pyzmq at {python}")
-    t = target(PLAIN, python=python)
+    t = target(PLAIN, python=other_python(version))
     s = attach_to(t)
     ns: dict = {}
-    no_delete = version >= "3.12"  # 3.12 would set a deleted local to None; bridge.frames refuses
+    no_delete = tuple(map(int, version.split("."))) >= (3, 12)  # 3.12 would set a deleted local to None; bridge.frames refuses
     if no_delete:  # a running function's local cannot be deleted: reported, nothing written
         with pytest.raises(RemoteError, match="nothing written.*cannot delete"):
             with jump_context(s, namespace=ns):

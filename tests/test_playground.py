@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from client.errors import RemoteError
 from client.playground import run_playground
+from conftest import other_python
 
 JOB = """
 import bridge
@@ -64,15 +64,11 @@ def test_fork_while_the_paused_thread_holds_the_logging_lock(target: Any, attach
     t.wait_output("after")
 
 
-OTHER_PYTHONS = [p for p in ("/tmp/venv-dbg-3.12/bin/python", "/tmp/venv-3.14/bin/python") if Path(p).exists()]
-
-
-@pytest.mark.skipif(not OTHER_PYTHONS, reason="no 3.12+ venv with pyzmq on this machine")
-@pytest.mark.parametrize("python", OTHER_PYTHONS)
-def test_playground_on_newer_pythons_without_fork_warning(target: Any, attach_to: Any, python: str) -> None:
+@pytest.mark.parametrize("version", ["3.12", "3.14"])
+def test_playground_on_newer_pythons_without_fork_warning(target: Any, attach_to: Any, version: str) -> None:
     # -W error::DeprecationWarning: 3.12+ warns when forking a multi-threaded process; the
     # playground silences that for its own fork only, so even "warnings are errors" passes.
-    t = target(JOB, env={"PYTHONWARNINGS": "error::DeprecationWarning"}, python=python)
+    t = target(JOB, env={"PYTHONWARNINGS": "error::DeprecationWarning"}, python=other_python(version))
     s = attach_to(t)
     r = run_playground(s, "data.clear()\nlen(data)")
     assert r.value == 0

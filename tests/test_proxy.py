@@ -9,7 +9,6 @@ import pytest
 
 from client import is_live
 from client.errors import RemoteError
-from client.proxy import registry_for
 
 TARGET = """
 import io, threading, bridge
@@ -88,20 +87,26 @@ def test_display_probes_are_answered_locally(target, attach_to):
     s = attach_to(t)
     box = s.eval("box")
     sent = []
-    real = s._request
+    real = s.frame_request
 
     def counting(op, *a, **k):
         sent.append(op)
         return real(op, *a, **k)
 
-    s._request = counting
+    s.frame_request = counting  # every proxy operation goes through it
     try:
         for probe in ("_repr_html_", "_repr_mimebundle_", "_ipython_display_", "_ipython_canary_method_should_not_exist_",
                       "__array__", "__length_hint__"):
             assert not hasattr(box, probe)
     finally:
-        del s._request
+        del s.frame_request
     assert sent == []
+    s.frame_request = counting
+    try:
+        assert box.total() == 6  # what is forwarded is counted: the check above can fail
+    finally:
+        del s.frame_request
+    assert sent and set(sent) == {"ref"}
 
 
 def test_released_handles_go_back_in_a_batch_with_the_next_request(target, attach_to):
@@ -111,7 +116,7 @@ def test_released_handles_go_back_in_a_batch_with_the_next_request(target, attac
     box = s.eval("box")
     g = s.eval("g")
     assert s.eval(TABLE_SIZE) == before + 2
-    registry = registry_for(s)
+    registry = s.refs
     del box, g
     gc.collect()
     assert sorted(cell[0] for _, cell in registry._pending) == [1, 1]   # waiting, not sent from GC

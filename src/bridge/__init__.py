@@ -33,11 +33,11 @@ def set_trace(frame: Optional[FrameType] = None, *, timeout: Optional[float] = N
     Starts the server on first use. With ``timeout`` (seconds; default BRIDGE_WAIT_TIMEOUT):
     if no client request arrives for that long, print one line to stderr and go on.
     """
-    from . import pause, tracing_hook
+    from . import own_code, pause, tracing_hook
 
     if frame is None:
         frame = sys._getframe(1)
-    frames = pause.user_frames(frame)
+    frames = own_code.user_frames(frame)
     action = pause.serve(frames, "set_trace", timeout=_wait_timeout(timeout))
     tracing_hook.after_pause(frames[0] if frames else frame, action)
 
@@ -53,7 +53,7 @@ def listen(host: str = "127.0.0.1", port: int = 0) -> str:
 
 def post_mortem(tb: Optional[TracebackType] = None, *, timeout: Optional[float] = None) -> None:
     """Pause at the frame where ``tb`` (default: the exception being handled) was raised."""
-    from . import pause
+    from . import own_code, pause, summaries
 
     exc: Optional[BaseException] = None
     if tb is None:
@@ -63,10 +63,10 @@ def post_mortem(tb: Optional[TracebackType] = None, *, timeout: Optional[float] 
         tb = exc.__traceback__
     if tb is None:
         raise ValueError("the exception has no traceback")
-    frames = pause.traceback_frames(tb)
+    frames = own_code.traceback_frames(tb)
     info: dict = {}
     if exc is not None:
-        info["exception"] = pause.safe_repr(exc, 300)
+        info["exception"] = summaries.safe_repr(exc, 300)
     pause.serve(frames, "post_mortem", timeout=_wait_timeout(timeout), info=info)
 
 
@@ -91,9 +91,9 @@ def install_excepthook() -> None:
 
 
 def _post_mortem_exc(exc: Optional[BaseException], tb: TracebackType) -> None:
-    from . import pause
+    from . import own_code, pause, summaries
 
     print(f"bridge: pausing post-mortem (pid {os.getpid()}); attach to inspect, continue to exit",
           file=sys.__stderr__)
-    info = {"exception": pause.safe_repr(exc, 300)} if exc is not None else {}
-    pause.serve(pause.traceback_frames(tb), "post_mortem", timeout=_wait_timeout(None), info=info)
+    info = {"exception": summaries.safe_repr(exc, 300)} if exc is not None else {}
+    pause.serve(own_code.traceback_frames(tb), "post_mortem", timeout=_wait_timeout(None), info=info)

@@ -3,7 +3,7 @@
 They run on the server thread and only talk to the tracing engine (bridge.tracing),
 which is thread-safe; the engine makes the stops happen on the user's threads.
 
-Ops (arguments in the request header):
+Ops (their ``args``):
 
 * ``break_at``  {file, line, condition?, temporary?} -> the breakpoint
 * ``breakpoints`` {} -> every breakpoint (with current hit counts)
@@ -17,24 +17,10 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Sequence
 
-from . import pause as pause_loop
+from . import watches
 from .ops import OpError, arg, server_op
-from .tracing import Breakpoint, get_debugger
+from .tracing import get_debugger
 from .tracing_hook import engine
-
-
-def breakpoint_json(bp: Breakpoint) -> Dict[str, Any]:
-    """What a client sees of a breakpoint."""
-    return {
-        "id": bp.id,
-        "file": bp.file,
-        "line": bp.line,
-        "requested_line": bp.requested_line,
-        "condition": bp.condition,
-        "temporary": bp.temporary,
-        "hits": bp.hits,
-        "enabled": bp.enabled,
-    }
 
 
 @server_op("break_at")
@@ -47,12 +33,12 @@ def _op_break_at(server: Any, args: Dict[str, Any], values: Sequence[Any], ident
         bp = engine().set_break(file, line, condition=condition, temporary=temporary)
     except ValueError as exc:  # no such file, no code at/after the line, bad condition
         raise OpError("ValueError", str(exc)) from None
-    return breakpoint_json(bp)
+    return bp.to_json()
 
 
 @server_op("breakpoints")
 def _op_breakpoints(server: Any, args: Dict[str, Any], values: Sequence[Any], identity: bytes) -> List[Dict[str, Any]]:
-    return [breakpoint_json(bp) for bp in get_debugger().breakpoints()]
+    return [bp.to_json() for bp in get_debugger().breakpoints()]
 
 
 @server_op("clear")
@@ -92,32 +78,24 @@ def _op_pause(server: Any, args: Dict[str, Any], values: Sequence[Any], identity
     return {"thread": tid, "mechanism": mechanism, "already_paused": False}
 
 
-def _set_watches(watches: Dict[str, Any]) -> List[str]:
-    # Replace, never mutate: paused threads copy the dict without a lock.
-    pause_loop._watches = watches
-    return list(watches)
-
-
 @server_op("watch")
 def _op_watch(server: Any, args: Dict[str, Any], values: Sequence[Any], identity: bytes) -> List[str]:
-    expr = arg(args, "expr", str)
     try:
-        compile(expr, "<watch>", "eval")
-    except SyntaxError as exc:
-        raise OpError("ValueError", f"watch expression {expr!r} does not compile: {exc.msg}") from None
-    return _set_watches({**pause_loop._watches, expr: None})
+        return watches.add(arg(args, "expr", str))
+    except ValueError as exc:  # does not compile
+        raise OpError("ValueError", str(exc)) from None
 
 
 @server_op("unwatch")
 def _op_unwatch(server: Any, args: Dict[str, Any], values: Sequence[Any], identity: bytes) -> List[str]:
     if arg(args, "all", bool, False):
-        return _set_watches({})
-    expr = arg(args, "expr", str)
-    if expr not in pause_loop._watches:
-        raise OpError("ValueError", f"{expr!r} is not watched")
-    return _set_watches({k: v for k, v in pause_loop._watches.items() if k != expr})
+        return watches.clear()
+    try:
+        return watches.remove(arg(args, "expr", str))
+    except ValueError as exc:  # not watched
+        raise OpError("ValueError", str(exc)) from None
 
 
 @server_op("watches")
 def _op_watches(server: Any, args: Dict[str, Any], values: Sequence[Any], identity: bytes) -> List[str]:
-    return list(pause_loop._watches)
+    return watches.watched()

@@ -3,7 +3,7 @@
 Every function here must run on the frame's own thread (the paused thread serves its own
 frame), because writing locals is only safe there.
 
-Two worlds (FACTS.md):
+Two worlds:
 
 * **Up to 3.12** ``frame.f_locals`` is a snapshot dict, and every read of it re-snapshots,
   wiping edits not yet pushed back. So we read it once, change that dict, and push it into
@@ -53,6 +53,15 @@ def is_module_frame(frame: FrameType) -> bool:
 def read_locals(frame: FrameType) -> Dict[str, Any]:
     """A fresh dict of the frame's variables (locals, cells, free variables)."""
     return dict(frame.f_locals)
+
+
+def frame_variables(frame: FrameType) -> Dict[str, Any]:
+    """The frame's variables as the user sees them: :func:`read_locals`, without a module's
+    dunders (``__name__``, ``__builtins__``: the module's machinery, not its variables)."""
+    ns = read_locals(frame)
+    if is_module_frame(frame):
+        ns = {k: v for k, v in ns.items() if not (k.startswith("__") and k.endswith("__"))}
+    return ns
 
 
 def can_delete(frame: FrameType) -> bool:
@@ -114,7 +123,7 @@ def needs_overlay(code: Any) -> bool:
 
     Only nested code looks names up as globals and so needs the frame's locals overlaid on
     its globals; top-level code looks them up with LOAD_NAME, locals first. Callers that
-    run the same code often (pause.py) compute this once and pass it to :func:`run_code`.
+    run the same code often (frame_ops.py) compute this once and pass it to :func:`run_code`.
     """
     return any(isinstance(const, CodeType) for const in code.co_consts)
 
@@ -163,7 +172,7 @@ def run_code(frame: FrameType, code: Any, *, eval_mode: bool, overlay: Optional[
 
 
 def _run_plain(frame: FrameType, code: Any, eval_mode: bool) -> Any:
-    # The common case (issue 6): no nested scopes, so the real globals serve as they are
+    # The common case: no nested scopes, so the real globals serve as they are
     # (no copy of a module's namespace per eval) and `global` statements write them directly.
     local_ns = frame.f_locals  # ≤3.12: the one snapshot read; 3.13+: write-through proxy
     # Only 3.12 needs the values from before (its LocalsToFast would turn a deleted one into None).

@@ -7,8 +7,9 @@
 ``ref``             one operation on a live reference (attribute, call, special method).
 
 All three run on the paused thread (frame ops): a lock acquired through a proxy is owned
-by the paused thread, and writing locals is only safe there. Every request may carry
-``release``: ``[[ref, count], ...]`` handles the client dropped since its last request.
+by the paused thread, and writing locals is only safe there. The handles a client dropped
+ride in any request's ``release`` header field and are applied before the op is routed
+(dispatch.py), so ``ref`` with action ``release`` only carries them and reports what is held.
 """
 
 from __future__ import annotations
@@ -20,19 +21,11 @@ from typing import Any, Callable, Dict, List, Sequence
 from . import frames as frame_access
 from . import refs
 from .ops import OpError, Reply, arg, bad_request, frame_op, str_list
+from .protocol import BINARY_OPERATORS, DEFAULT_SIZE_LIMIT, REF_SPECIALS
 
-#: Default size limit (bytes) above which a value is mounted live. Big buffers take the bulk
-#: path (shared memory on one host), so this bounds memory in the notebook more than time.
-DEFAULT_SIZE_LIMIT = 256 * 1024 * 1024
 #: Blocking lock acquires through a proxy get this timeout unless the client sends one.
 DEFAULT_ACQUIRE_TIMEOUT = 10.0
 _LOCK_TYPES = (type(threading.Lock()), type(threading.RLock()), threading.Condition, threading.Semaphore)
-
-
-def _release(args: Dict[str, Any]) -> None:
-    counts = args.get("release")
-    if isinstance(counts, list) and counts:
-        refs.TABLE.release(c for c in counts if isinstance(c, list) and len(c) == 2)
 
 
 def _size_limit(args: Dict[str, Any]) -> Any:
@@ -41,23 +34,15 @@ def _size_limit(args: Dict[str, Any]) -> Any:
     return arg(args, "size_limit", int, DEFAULT_SIZE_LIMIT)
 
 
-def _mountable(frame: Any) -> Dict[str, Any]:
-    ns = frame_access.read_locals(frame)
-    if frame_access.is_module_frame(frame):  # a module's dunders are not its variables
-        ns = {k: v for k, v in ns.items() if not (k.startswith("__") and k.endswith("__"))}
-    return ns
-
-
 @frame_op("mount_snapshot")
 def _op_mount_snapshot(pause: Any, args: Dict[str, Any], values: Sequence[Any]) -> Reply:
     """Values of the frame's variables (or ``names``), each encoded on its own."""
-    _release(args)
     frame = pause.frame(args)
     names = str_list(args, "names", None)
     copy = set(str_list(args, "copy", []))
     live = set(str_list(args, "live", []))
     limit = _size_limit(args)
-    ns = _mountable(frame)
+    ns = frame_access.frame_variables(frame)
     if names is None:
         names = list(ns)
     missing = [n for n in names + sorted(copy | live) if n not in ns]
@@ -84,7 +69,6 @@ def _op_mount_snapshot(pause: Any, args: Dict[str, Any], values: Sequence[Any]) 
 @frame_op("mount_write")
 def _op_mount_write(pause: Any, args: Dict[str, Any], values: Sequence[Any]) -> Dict[str, Any]:
     """Write back ``values`` (a dict) and ``delete``, all or nothing, if ``base`` versions hold."""
-    _release(args)
     frame = pause.frame(args)
     base = arg(args, "base", dict, {})
     deletes = str_list(args, "delete", [])
@@ -123,11 +107,7 @@ def _reflected(op: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
     return lambda obj, other: op(other, obj)
 
 
-_BINARY = ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul", "and", "or", "xor",
-           "lshift", "rshift")
-
-#: Special methods a proxy forwards, as functions of (obj, *args) run here.
-SPECIALS: Dict[str, Callable[..., Any]] = {
+_OPERATIONS: Dict[str, Callable[..., Any]] = {
     "__len__": len, "__iter__": iter, "__next__": next, "__reversed__": reversed,
     "__getitem__": operator.getitem, "__setitem__": operator.setitem, "__delitem__": operator.delitem,
     "__contains__": lambda obj, item: item in obj, "__bool__": bool, "__str__": str, "__repr__": repr,
@@ -140,11 +120,15 @@ SPECIALS: Dict[str, Callable[..., Any]] = {
     "__neg__": operator.neg, "__pos__": operator.pos, "__abs__": abs, "__invert__": operator.invert,
     "__dir__": dir,
 }
-for _op in _BINARY:
+for _op in BINARY_OPERATORS:
     _fn = getattr(operator, _op + "_" if _op in ("and", "or") else _op)
-    SPECIALS[f"__{_op}__"] = _fn
-    SPECIALS[f"__r{_op}__"] = _reflected(_fn)
-    SPECIALS[f"__i{_op}__"] = getattr(operator, f"i{_op}")
+    _OPERATIONS[f"__{_op}__"] = _fn
+    _OPERATIONS[f"__r{_op}__"] = _reflected(_fn)
+    _OPERATIONS[f"__i{_op}__"] = getattr(operator, f"i{_op}")
+
+#: Special methods a proxy forwards (protocol.REF_SPECIALS: the one list both sides use),
+#: as functions of (obj, *args) run here. A name without an operation fails at import.
+SPECIALS: Dict[str, Callable[..., Any]] = {name: _OPERATIONS[name] for name in REF_SPECIALS}
 
 
 def _bounded(obj: Any, name: str, a: Sequence[Any], k: Dict[str, Any], timeout: float) -> Any:
@@ -168,7 +152,6 @@ def _bounded(obj: Any, name: str, a: Sequence[Any], k: Dict[str, Any], timeout: 
 @frame_op("ref")
 def _op_ref(pause: Any, args: Dict[str, Any], values: Sequence[Any]) -> Reply:
     """One operation on a live reference; the result comes back by value or as a new ref."""
-    _release(args)
     action = arg(args, "action", str)
     ref = arg(args, "ref", int, None)
     if action == "release":

@@ -5,8 +5,12 @@ Two kinds of operation:
 * **server ops** run on the server thread and must be quick (hello, threads, breakpoints).
 * **frame ops** run on a paused thread, against that thread's own frames (eval, set, ...).
 
-Modules register handlers with :func:`server_op` / :func:`frame_op`; the server routes by
-name, so a feature lives in its own module without touching the routing code.
+Modules register handlers with :func:`server_op` / :func:`frame_op`, and every such module
+is listed in :data:`OP_MODULES` (importing it is what registers its ops); the server routes
+by name, so a feature lives in its own module without touching the routing code.
+
+A handler sees its op's ``args`` and value frames only: the transport fields of a request
+(pause id, releases, bulk) are dealt with before it runs (dispatch.py).
 """
 
 from __future__ import annotations
@@ -14,18 +18,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Type, TypeVar
 
-NO_VALUE = object()
-
 T = TypeVar("T")
 
 
 @dataclass
 class Reply:
-    """What a handler returns: a JSON ``result`` and, optionally, a pickled ``value``."""
+    """What a handler returns when a JSON ``result`` is not all: the value ``frames`` too
+    (encoded by a value codec: ``refs.encode`` or ``wire.dump_value``)."""
 
     result: Any = None
-    value: Any = NO_VALUE
-    #: Frames already encoded (e.g. by a value codec); takes precedence over ``value``.
     frames: Optional[List[Any]] = None
 
 
@@ -51,7 +52,7 @@ def bad_request(message: str) -> OpError:
 def arg(args: Dict[str, Any], name: str, kind: Type[T], default: Any = ...) -> T:
     """Fetch ``args[name]`` checked against ``kind``; BadRequest names what is wrong."""
     value = args.get(name)
-    if type(value) is kind:  # the common case, first (issue 6: this runs several times per request)
+    if type(value) is kind:  # the common case, first: this runs several times per request
         return value  # type: ignore[return-value]
     if value is None:
         if default is ...:
@@ -106,10 +107,14 @@ def server_op(name: str) -> Callable[[ServerOpHandler], ServerOpHandler]:
 
 #: Modules whose import registers ops. Imported once, when the server starts.
 OP_MODULES = (
-    "bridge.pause",       # stack, locals, eval, exec, get, set, resume ops
+    "bridge.server_ops",  # hello, subscribe, unsubscribe, status, threads, bulk_hello
+    "bridge.frame_ops",   # stack, locals, eval, exec, get, set, resume ops
     "bridge.debug_ops",   # breakpoints, pause on demand, watches
     "bridge.mount_ops",   # jump_context snapshots and write-back, live references
     "bridge.playground_ops",  # %%playground: run code in a fork() of the paused process
+    "bridge.source_ops",  # the DebugPanel's source view: a frame's source from linecache
+    "bridge.inspect_ops",  # the DebugPanel's inspector: bounded previews of values
+    "bridge.output_ops",  # the DebugPanel's job output view: the tail of what the job printed
 )
 
 

@@ -10,7 +10,7 @@ Why fork from the *paused thread* (not from the server thread, which also works)
 
 * ``logging`` takes its module lock in an at-fork hook. If the paused thread holds that
   lock (paused inside a handler, or by a signal in the middle of a log call), a fork from
-  any other thread hangs forever (FACTS.md). The lock is an RLock, so the paused thread
+  any other thread hangs forever. The lock is an RLock, so the paused thread
   itself can take it again.
 * The same holds for import locks (module locks are re-entrant for their owner): a child
   forked from the thread that is paused inside an import can still import.

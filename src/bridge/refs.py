@@ -80,6 +80,7 @@ class RefTable:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._entries: Dict[int, List[Any]] = {}  # ref id -> [object, count]
+        self._released: List[Any] = []  # objects whose last handle went, not yet let go
 
     def add(self, obj: Any) -> int:
         """Register one more handle on ``obj``; returns its ref id."""
@@ -103,18 +104,26 @@ class RefTable:
         return entry[0]
 
     def release(self, counts: Iterable[Sequence[int]]) -> None:
-        """Drop ``count`` handles of each ``(ref, count)``; entries at zero are forgotten."""
+        """Drop ``count`` handles of each ``(ref, count)``; entries at zero are forgotten.
+
+        Forgotten objects are not let go here: this may run on the server thread, and letting
+        go of an object can run the user's code (``__del__``, a generator's ``finally``),
+        which must only ever run on a user's thread. :meth:`drop_released` lets them go.
+        """
         with self._lock:
-            for item in counts:
-                try:
-                    ref, count = int(item[0]), int(item[1])
-                except (TypeError, ValueError, IndexError):
-                    continue  # a malformed release must not break the request carrying it
+            for ref, count in counts:
                 entry = self._entries.get(ref)
                 if entry is not None:
                     entry[1] -= count
                     if entry[1] <= 0:
-                        del self._entries[ref]
+                        self._released.append(self._entries.pop(ref)[0])
+
+    def drop_released(self) -> None:
+        """Let go of the objects released since the last call (on a paused, user thread)."""
+        if self._released:  # unlocked peek: the common case is nothing to do
+            with self._lock:
+                released, self._released = self._released, []
+            released.clear()  # outside the lock: finalizers may come back to this table
 
     def __len__(self) -> int:
         with self._lock:

@@ -1,9 +1,10 @@
 """The server thread: one CURVE ROUTER socket, authentication, routing, pause events.
 
 The server thread only moves messages. A frame operation is handed to the paused thread
-that owns the frame (see pause.py); that thread runs it and sends the reply back through
-an inproc PUSH socket of its own, which the server thread forwards to the client. So user
-code raised by an ``eval`` is an error reply, never a dead server.
+that owns the frame (pause.py); that thread runs it and sends the reply back through its
+:class:`PushSink`, an inproc PUSH socket of its own, which the server thread forwards to
+the client. So user code raised by an ``eval`` is an error reply, never a dead server.
+Server operations (server_ops.py, debug_ops.py) run here, on the server thread.
 
 Clients connect a DEALER socket. Two kinds of client identity exist: request sockets
 (any op) and event sockets (which send ``subscribe`` and then only receive events).
@@ -23,16 +24,25 @@ from typing import Any, Dict, List, Optional, Sequence
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
-from . import bulk, keys, wire
-from .ops import FRAME_OPS, NO_VALUE, SERVER_OPS, OpError, Reply, arg, server_op
+from . import dispatch, keys
+from .ops import FRAME_OPS, SERVER_OPS, OpError, arg, load_all
+from .protocol import (
+    HEARTBEAT_IVL_MS,
+    HEARTBEAT_TIMEOUT_MS,
+    MAX_MESSAGE_BYTES,
+    ZERO_COPY_THRESHOLD,
+    BadRequest,
+    Frames,
+    Request,
+    encode_error,
+    event_message,
+    recv_parts,
+    tcp_endpoint,
+)
 
 log = logging.getLogger("bridge")
 
 INTERNAL_ENDPOINT = "inproc://bridge-internal-{}"
-#: Heartbeats make ZeroMQ drop a peer that vanished without closing (a killed notebook).
-HEARTBEAT_IVL_MS = 1000
-HEARTBEAT_TIMEOUT_MS = 5000
-MAX_SUBSCRIBERS = 64
 #: Pause changes closer than this are a burst: the connection file follows them this long
 #: after they stop (one rewrite per burst of steps), and at most FILE_REWRITE_MAX_S after
 #: the first.
@@ -135,7 +145,7 @@ class Server:
         self.handshake_failures = 0
         self.routed_frame_ops = 0
         port = self.bind(self.router, port)
-        self.endpoint = f"tcp://{self._bind_host()}:{port}"
+        self.endpoint = tcp_endpoint(host, port)
 
         self.internal_endpoint = INTERNAL_ENDPOINT.format(id(self))
         self.internal = self.context.socket(zmq.PULL)
@@ -168,7 +178,7 @@ class Server:
         sock.curve_publickey = public_key
         sock.curve_secretkey = secret_key
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        sock.setsockopt(zmq.MAXMSGSIZE, wire.MAX_MESSAGE_BYTES)
+        sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
         sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
         sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
         sock.setsockopt(zmq.LINGER, 0)
@@ -179,12 +189,13 @@ class Server:
     def bind(self, sock: zmq.Socket, port: int = 0) -> int:
         """Bind ``sock`` on this server's host, to ``port`` or (0) a random one; return the port."""
         if port:
-            sock.bind(f"tcp://{self._bind_host()}:{port}")
+            sock.bind(tcp_endpoint(self.host, port))
             return port
-        return sock.bind_to_random_port(f"tcp://{self._bind_host()}")
+        return sock.bind_to_random_port(tcp_endpoint(self.host))
 
-    def _bind_host(self) -> str:
-        return f"[{self.host}]" if ":" in self.host and not self.host.startswith("[") else self.host
+    def reply_sink(self) -> "PushSink":
+        """A reply sink for the calling thread (a paused thread's way back to its clients)."""
+        return PushSink(self)
 
     # --- called from any thread ------------------------------------------------------
 
@@ -195,8 +206,7 @@ class Server:
 
     def broadcast(self, event: str, body: Dict[str, Any]) -> None:
         """Push an event to every subscribed client."""
-        header = dict(body, event=event, time=time.time())
-        self.post(TAG_EVENT, wire.make_message(header))
+        self.post(TAG_EVENT, event_message(event, body))
 
     def register_pause(self, pause: Any) -> None:
         """A thread paused: make it routable, tell clients and the connection file."""
@@ -347,8 +357,8 @@ class Server:
             refusal_log.warning("bridge: refused a connection to %s: %s", self.endpoint, why)
 
     def _drain_internal(self) -> bool:
-        # Hot path (issue 6): ask ZMQ_EVENTS whether more is queued instead of paying for a
-        # zmq.Again exception after every message.
+        # Hot path: ask ZMQ_EVENTS whether more is queued instead of paying for a
+        # zmq.Again exception after every message (docs/benchmarks.md).
         internal = self.internal
         while internal.get(zmq.EVENTS) & zmq.POLLIN:
             first, *frames = recv_parts(internal, zmq.NOBLOCK, 2)
@@ -365,7 +375,7 @@ class Server:
     def _drain_router(self) -> None:
         router = self.router
         for _ in range(1000):  # bounded: let internal traffic (replies) through too
-            if not router.get(zmq.EVENTS) & zmq.POLLIN:  # cheaper than zmq.Again (issue 6)
+            if not router.get(zmq.EVENTS) & zmq.POLLIN:  # cheaper than zmq.Again
                 return
             identity, *frames = recv_parts(router, zmq.NOBLOCK, 2)
             self._handle(identity, frames)
@@ -381,36 +391,27 @@ class Server:
             else:
                 log.warning("bridge: send failed: %s", exc)
 
-    def reply(self, identity: bytes, request_id: Any, reply: Reply) -> None:
-        """Send a successful reply (server thread only)."""
-        self._send(identity, encode_reply(request_id, reply))
-
-    def reply_error(self, identity: bytes, request_id: Any, kind: str, message: str, tb: str = "") -> None:
-        """Send an error reply (server thread only)."""
-        self._send(identity, encode_error(request_id, kind, message, tb))
-
     def _handle(self, identity: bytes, frames: List[Any]) -> None:
         try:
-            request_id, op, args, values = parse_request(frames)
+            request = dispatch.accept(frames, identity)
         except BadRequest as exc:
-            self.reply_error(identity, exc.request_id, "ProtocolError", str(exc))
+            self._send(identity, encode_error(exc.request_id, "ProtocolError", str(exc)))
             return
-        try:
-            if op in SERVER_OPS:
-                result = SERVER_OPS[op](self, args, values, identity)
-                if result is not _DEFERRED:
-                    self.reply(identity, request_id, _as_reply(result))
-            elif op in FRAME_OPS:
-                self._route_to_pause(identity, request_id, op, args, values)
-            else:
-                raise OpError("UnknownOp", f"unknown op {op!r}")
-        except OpError as exc:
-            self.reply_error(identity, request_id, exc.kind, str(exc))
-        except Exception as exc:  # a bug in a handler must not kill the server thread
-            self.reply_error(identity, request_id, type(exc).__name__, str(exc), traceback.format_exc())
+        op = request.op
+        if op in SERVER_OPS:
+            self._send(identity, dispatch.run_server_op(self, request))
+        elif op in FRAME_OPS:
+            try:
+                self._route_to_pause(request)
+            except OpError as exc:
+                self._send(identity, encode_error(request.id, exc.kind, str(exc)))
+            except Exception as exc:  # a bug in routing must not kill the server thread
+                self._send(identity, encode_error(request.id, type(exc).__name__, str(exc), traceback.format_exc()))
+        else:
+            self._send(identity, encode_error(request.id, "UnknownOp", f"unknown op {op!r}"))
 
-    def _route_to_pause(self, identity: bytes, request_id: Any, op: str, args: Dict[str, Any], values: List[Any]) -> None:
-        thread_id = arg(args, "thread", int, None)
+    def _route_to_pause(self, request: Request) -> None:
+        thread_id = arg(request.args, "thread", int, None)
         if thread_id is None:
             pauses = self.paused_threads()
             if not pauses:
@@ -420,92 +421,36 @@ class Server:
             pause = self.pauses.get(thread_id)  # one dict read: atomic, no lock needed
             if pause is None:
                 raise OpError("NotPaused", f"thread {thread_id} is not paused")
-        expected = arg(args, "pause_id", int, None)
+        expected = request.pause_id
         if expected is not None and expected != pause.pause_id:
             raise OpError(
                 "NotPaused",
                 f"thread {pause.thread_id} resumed since pause {expected} (now at pause {pause.pause_id})",
             )
         self.routed_frame_ops += 1  # how many took this path rather than a lane (tests, diagnostics)
-        if not pause.submit(identity, request_id, op, args, values):
+        if not pause.submit(request, self):
             raise OpError("NotPaused", f"thread {pause.thread_id} resumed since pause {pause.pause_id}")
 
 
-class BadRequest(Exception):
-    """A request that does not follow the spec; ``request_id`` is what could be salvaged."""
+class PushSink:
+    """The server path's reply sink: a paused thread's inproc PUSH socket to the server
+    thread, which forwards each reply to its client on the ROUTER socket. One per paused
+    thread, used only by the thread that made it (ZeroMQ sockets are not shared)."""
 
-    def __init__(self, request_id: Any, message: str) -> None:
-        super().__init__(message)
-        self.request_id = request_id
+    def __init__(self, server: Server) -> None:
+        self.socket = server.context.socket(zmq.PUSH)
+        self.socket.setsockopt(zmq.LINGER, 1000)
+        self.socket.connect(server.internal_endpoint)
 
+    def send(self, identity: bytes, frames: Frames) -> None:
+        """Hand a reply to the server thread (the tag and identity travel in the first part)."""
+        # Zero-copy only pays for big frames: it costs a zmq.Frame object per part.
+        small = len(frames) <= 3 and all(len(f) < ZERO_COPY_THRESHOLD for f in frames)
+        self.socket.send_multipart([TAG_REPLY + identity, *frames], copy=small)
 
-def parse_request(frames: List[Any]) -> "tuple[Any, str, Dict[str, Any], List[Any]]":
-    """(id, op, args, value frames) of a request message; BadRequest says what is wrong."""
-    try:
-        header, values = wire.split_message(frames)
-    except wire.ProtocolError as exc:
-        raise BadRequest(_salvage_id(frames), str(exc)) from None
-    request_id = header.get("id")
-    if not isinstance(request_id, (int, str)) or isinstance(request_id, bool):
-        raise BadRequest(None, "header needs an integer or string 'id'")
-    op = header.get("op")
-    if not isinstance(op, str):
-        raise BadRequest(request_id, "header needs a string 'op'")
-    return request_id, op, header.get("args", {}), values
-
-
-def recv_parts(sock: zmq.Socket, flags: int, small: int) -> List[Any]:
-    """One multipart message: its first ``small`` parts as bytes (tag, identity, header:
-    small, and a copy is cheaper than a zmq.Frame), the rest as zmq.Frames (values, not
-    copied)."""
-    parts = [sock.recv(flags)]
-    while sock.get(zmq.RCVMORE):
-        parts.append(sock.recv(flags) if len(parts) < small else sock.recv(flags, copy=False))
-    return parts
-
-
-_DEFERRED = object()  # a server op that replies later, by itself
-
-
-def _salvage_id(frames: List[Any]) -> Any:
-    """Best effort: the request id of a message whose header failed validation."""
-    try:
-        import json
-
-        data = json.loads(bytes(frames[0].buffer if hasattr(frames[0], "buffer") else frames[0]))
-        rid = data.get("id") if isinstance(data, dict) else None
-        return rid if isinstance(rid, (int, str)) and not isinstance(rid, bool) else None
-    except Exception:
-        return None
-
-
-def _as_reply(result: Any) -> Reply:
-    return result if isinstance(result, Reply) else Reply(result=result)
-
-
-def encode_reply(request_id: Any, reply: Reply, bulk_mode: Any = None) -> List[Any]:
-    """Frames of a successful reply. Pickling errors propagate to the caller.
-
-    ``bulk_mode`` (the request's ``_bulk`` arg: "shm" or "aes") moves big buffers out of
-    the CURVE message (bulk.py); the header's ``bulk`` descriptor says where they went.
-    """
-    frames = reply.frames
-    if frames is None and reply.value is not NO_VALUE:
-        frames = wire.dump_value(reply.value)
-    header = {"id": request_id, "ok": True, "result": reply.result}
-    if bulk_mode and frames and any(memoryview(f).nbytes >= bulk.THRESHOLD for f in frames):  # [bulk path] issue 6
-        exported, descriptor = bulk.export_reply([b""] + list(frames), bulk_mode)
-        if descriptor is not None:
-            frames, header["bulk"] = exported[1:], descriptor
-    return wire.make_message(header, frames)
-
-
-def encode_error(request_id: Any, kind: str, message: str, tb: str = "",
-                 data: Optional[Dict[str, Any]] = None) -> List[Any]:
-    """Frames of an error reply; ``data`` adds JSON fields to the error object (e.g. ``names``)."""
-    error = dict(data or {})
-    error.update(type=kind, message=message, traceback=tb)
-    return wire.make_message({"id": request_id, "ok": False, "error": error})
+    def close(self) -> None:
+        """Close the socket, letting queued replies out (bounded by its linger)."""
+        self.socket.close()
 
 
 # --- the process-wide server -------------------------------------------------------------
@@ -522,11 +467,12 @@ def get_server(host: Optional[str] = None, port: Optional[int] = None) -> Server
             host = host or os.environ.get("BRIDGE_HOST") or "127.0.0.1"
             if port is None:
                 port = int(os.environ.get("BRIDGE_PORT") or 0)
-            from .ops import load_all
-
             load_all()
             _server = Server(host, port)
             atexit.register(_server.stop)
+            from .capture import install
+
+            install(record=True)  # the job's output tail, for as long as bridge is active
         return _server
 
 
@@ -544,43 +490,3 @@ def _forget_server_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_server_in_child)
-
-
-# --- server ops ----------------------------------------------------------------------------
-
-
-@server_op("hello")
-def _op_hello(server: Server, args: Dict[str, Any], values: Sequence[Any], identity: bytes) -> Dict[str, Any]:
-    server.clients_seen += 1
-    info = server.connection_info()
-    info["protocol"] = wire.PROTOCOL_VERSION
-    info["host"] = bulk.host_identity()  # the client tells a tunnel from a direct connection (lanes)
-    return info
-
-
-@server_op("subscribe")
-def _op_subscribe(server: Server, args: Dict[str, Any], values: Sequence[Any], identity: bytes) -> Dict[str, Any]:
-    server.clients_seen += 1
-    if identity not in server.subscribers and len(server.subscribers) >= MAX_SUBSCRIBERS:
-        oldest = min(server.subscribers, key=server.subscribers.__getitem__)
-        del server.subscribers[oldest]
-    server.subscribers[identity] = time.monotonic()
-    return {"paused": [p.describe() for p in server.paused_threads()]}
-
-
-@server_op("unsubscribe")
-def _op_unsubscribe(server: Server, args: Dict[str, Any], values: Sequence[Any], identity: bytes) -> None:
-    server.subscribers.pop(identity, None)
-    return None
-
-
-@server_op("status")
-def _op_status(server: Server, args: Dict[str, Any], values: Sequence[Any], identity: bytes) -> Dict[str, Any]:
-    return {"pid": server.pid, "paused": [p.describe() for p in server.paused_threads()]}
-
-
-@server_op("threads")
-def _op_threads(server: Server, args: Dict[str, Any], values: Sequence[Any], identity: bytes) -> List[Dict[str, Any]]:
-    from .pause import describe_threads
-
-    return describe_threads(server)

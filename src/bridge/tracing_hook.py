@@ -70,9 +70,10 @@ def _install_stop_handler(debugger: Any) -> None:
     if _installed.get(id(debugger)):
         return
     from . import pause
+    from .own_code import user_frames
 
     def on_stop(frame: FrameType, reason: str, info: Dict[str, Any]) -> str:
-        return pause.serve(pause.user_frames(frame), reason, info=info)
+        return pause.serve(user_frames(frame), reason, info=info)
 
     debugger.set_stop_handler(on_stop)
     _installed[id(debugger)] = True

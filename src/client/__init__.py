@@ -12,23 +12,46 @@ from __future__ import annotations
 
 from typing import Any
 
+from .control import Breakpoint
 from .current import current_session, set_current_session
 from .discovery import SessionInfo, attach, sessions
 from .errors import (
     AuthenticationError,
+    BadRequest,
+    BreakpointError,
     BridgeError,
+    FrameWriteError,
+    MountError,
+    MountStateError,
     NoSession,
+    NoSuchFrame,
     NotPaused,
+    PausePending,
+    PauseTimeout,
+    PlaygroundError,
+    PlaygroundTimeout,
+    ProtocolError,
+    RemoteAttachError,
     RemoteError,
     RequestTimeout,
     SessionLost,
+    StaleReference,
+    TransferError,
+    UnknownOp,
+    Unmountable,
+    Unpicklable,
+    Unsupported,
+    ValueDumpError,
+    ValueLoadError,
     WriteBackConflict,
+    WriteBackTooLarge,
+    WriteBackUnpicklable,
 )
-from .inject import RemoteAttachError, inject
+from .inject import inject
 from .mount import Mount, jump_context
 from .proxy import LiveRef, is_live
-from .session import PauseInfo, Session
-
+from .session import Session
+from .values import FrameInfo, FrameRef, PauseInfo
 
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext client``: %attach, %where, %%remote, %%jump, %%playground (imports IPython lazily)."""
@@ -55,17 +78,42 @@ __all__ = [
     "Session",
     "SessionInfo",
     "PauseInfo",
+    "FrameInfo",
+    "FrameRef",
+    "Breakpoint",
+    "current_session",
+    "set_current_session",
+    # errors (client/errors.py; docs/errors.md maps the target's error kinds to them)
     "BridgeError",
     "NoSession",
     "NotPaused",
+    "NoSuchFrame",
     "SessionLost",
     "AuthenticationError",
+    "RequestTimeout",
+    "PauseTimeout",
+    "RemoteAttachError",
     "WriteBackConflict",
     "RemoteError",
-    "RequestTimeout",
-    "current_session",
-    "set_current_session",
-    "RemoteAttachError",
+    "BadRequest",
+    "ProtocolError",
+    "Unsupported",
+    "UnknownOp",
+    "FrameWriteError",
+    "StaleReference",
+    "Unpicklable",
+    "TransferError",
+    "BreakpointError",
+    "PlaygroundError",
+    "PlaygroundTimeout",
+    "ValueLoadError",
+    "ValueDumpError",
+    "MountError",
+    "MountStateError",
+    "WriteBackTooLarge",
+    "WriteBackUnpicklable",
+    "Unmountable",
+    "PausePending",
 ]
 
 

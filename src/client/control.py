@@ -8,54 +8,18 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Protocol, Tuple, Union
 
-from .errors import RemoteError
+from bridge.protocol import Breakpoint  # the one breakpoint schema, shared with the target
+
+from .errors import BadRequest, BreakpointError, PausePending, RemoteError, refine
+from .pause_state import PauseState
+from .values import PauseInfo
+
+__all__ = ["Breakpoint", "BreakpointList", "BreakpointError", "ControlHost", "DebugControl", "PausePending"]
 
 #: How long :meth:`DebugControl.pause` waits for the pause to land before it says why not.
 PAUSE_LANDING_S = 1.0
-
-
-class BreakpointError(RemoteError, ValueError):
-    """The target refused a breakpoint or watch (no such file, no code there, bad expression).
-
-    Both a :class:`RemoteError` and a ``ValueError``, so either ``except`` catches it.
-    """
-
-
-class PausePending(UserWarning):
-    """``pause()`` was sent but the thread has not stopped yet (it is inside a long C call,
-    such as ``time.sleep`` or a numpy operation); it stops when that call returns."""
-
-
-@dataclass
-class Breakpoint:
-    """A breakpoint in the target. ``line`` is where it is; ``requested_line`` what was asked
-    (they differ when the asked line held no code). ``hits`` is as of the last fetch."""
-
-    id: int
-    file: str
-    line: int
-    requested_line: int
-    condition: Optional[str] = None
-    temporary: bool = False
-    hits: int = 0
-    enabled: bool = True
-
-    @classmethod
-    def from_json(cls, data: Dict[str, Any]) -> "Breakpoint":
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
-
-    def __str__(self) -> str:
-        text = f"breakpoint {self.id} at {self.file}:{self.line}"
-        if self.line != self.requested_line:
-            text += f" (asked for line {self.requested_line}, which has no code)"
-        if self.condition:
-            text += f" if {self.condition}"
-        if self.temporary:
-            text += " [temporary]"
-        return text + f", hit {self.hits} time{'s' if self.hits != 1 else ''}"
 
 
 class BreakpointList(list):
@@ -66,21 +30,32 @@ class BreakpointList(list):
 
 
 def _refusal(exc: RemoteError) -> RemoteError:
-    """Turn the target's ValueError into a BreakpointError (other errors stay as they are)."""
-    if exc.remote_type == "ValueError":
-        return BreakpointError(exc.remote_type, exc.remote_message, exc.remote_traceback)
-    return exc
+    """The target's ValueError from a breakpoint or watch op means it refused: a
+    BreakpointError (other errors stay as they are)."""
+    return refine(exc, BreakpointError) if exc.remote_type == "ValueError" else exc
+
+
+class ControlHost(Protocol):
+    """What DebugControl needs from the class it is mixed into (Session has it)."""
+
+    pid: int
+    pause_state: PauseState
+
+    def request(self, op: str, args: Optional[Dict[str, Any]] = None, *, frames: Optional[List[Any]] = None,
+                value: Any = ..., timeout: Optional[float] = None) -> Tuple[Any, List[Any]]:
+        ...
 
 
 class DebugControl:
     """Mixed into Session: breakpoints, pause on demand, watch expressions.
 
-    Relies on Session's ``_request(op, args)``, ``wait(timeout)``, ``pauses()`` and ``pid``.
+    Each method's ``self`` is a :class:`ControlHost`: it talks to the target through the
+    session's public ``request`` and reads its ``pause_state``.
     """
 
     # --- breakpoints -----------------------------------------------------------------
 
-    def break_at(self, file: str, line: int, *, condition: Optional[str] = None,
+    def break_at(self: ControlHost, file: str, line: int, *, condition: Optional[str] = None,
                  temporary: bool = False) -> Breakpoint:
         """Set a breakpoint at ``file:line`` in the target; return it.
 
@@ -95,17 +70,17 @@ class DebugControl:
         if condition is not None:
             args["condition"] = condition
         try:
-            result, _ = self._request("break_at", args)  # type: ignore[attr-defined]
+            result, _ = self.request("break_at", args)
         except RemoteError as exc:
             raise _refusal(exc) from None
         return Breakpoint.from_json(result)
 
-    def breakpoints(self) -> BreakpointList:
+    def breakpoints(self: ControlHost) -> BreakpointList:
         """Every breakpoint of the target, with its current hit count."""
-        result, _ = self._request("breakpoints")  # type: ignore[attr-defined]
+        result, _ = self.request("breakpoints")
         return BreakpointList(Breakpoint.from_json(b) for b in result)
 
-    def clear(self, bp: Union[Breakpoint, int, None] = None, *, all: bool = False) -> List[int]:
+    def clear(self: ControlHost, bp: Union[Breakpoint, int, None] = None, *, all: bool = False) -> List[int]:
         """Remove breakpoint ``bp`` (a Breakpoint or its id), or every one with ``all=True``.
 
         Returns the ids removed. Raises :class:`BreakpointError` for an unknown id.
@@ -117,42 +92,42 @@ class DebugControl:
         else:
             args = {"id": bp.id if isinstance(bp, Breakpoint) else int(bp)}
         try:
-            result, _ = self._request("clear", args)  # type: ignore[attr-defined]
+            result, _ = self.request("clear", args)
         except RemoteError as exc:
             raise _refusal(exc) from None
         return list(result["cleared"])
 
     # --- watch expressions -------------------------------------------------------------
 
-    def watch(self, expr: str) -> List[str]:
+    def watch(self: ControlHost, expr: str) -> List[str]:
         """Evaluate ``expr`` at every pause from now on; the values arrive with the pause
         (``PauseInfo.extra["watches"]``: expression -> short repr, or the error it raised).
         Returns the watch expressions in force."""
         try:
-            result, _ = self._request("watch", {"expr": expr})  # type: ignore[attr-defined]
+            result, _ = self.request("watch", {"expr": expr})
         except RemoteError as exc:
             raise _refusal(exc) from None
         return list(result)
 
-    def unwatch(self, expr: Optional[str] = None, *, all: bool = False) -> List[str]:
+    def unwatch(self: ControlHost, expr: Optional[str] = None, *, all: bool = False) -> List[str]:
         """Stop watching ``expr`` (or every expression with ``all=True``); returns those left."""
         args: Dict[str, Any] = {"all": True} if all else {"expr": expr}
         if not all and expr is None:
             raise TypeError("unwatch() needs an expression, or all=True")
         try:
-            result, _ = self._request("unwatch", args)  # type: ignore[attr-defined]
+            result, _ = self.request("unwatch", args)
         except RemoteError as exc:
             raise _refusal(exc) from None
         return list(result)
 
-    def watches(self) -> List[str]:
+    def watches(self: ControlHost) -> List[str]:
         """The watch expressions in force."""
-        result, _ = self._request("watches")  # type: ignore[attr-defined]
+        result, _ = self.request("watches")
         return list(result)
 
     # --- pause on demand -----------------------------------------------------------------
 
-    def pause(self, *, thread: Optional[int] = None, wait: float = PAUSE_LANDING_S) -> Any:
+    def pause(self: ControlHost, *, thread: Optional[int] = None, wait: float = PAUSE_LANDING_S) -> Optional[PauseInfo]:
         """Pause the running target (the main thread, or ``thread``) at its next line.
 
         Returns the pause (a PauseInfo) once it has landed. If it has not landed within
@@ -162,30 +137,25 @@ class DebugControl:
         (a signal); from 3.12 any thread (``sys.monitoring``).
         """
         deadline = time.monotonic() + max(0.0, wait)
+        state = self.pause_state
         while True:
-            result, _ = self._request("pause", {"thread": thread})  # type: ignore[attr-defined]
+            try:
+                result, _ = self.request("pause", {"thread": thread})
+            except RemoteError as exc:  # its ValueError: no such thread, or the server's own
+                raise refine(exc, BadRequest) if exc.remote_type == "ValueError" else exc from None
             # "already paused" by a pause we just resumed (its thread has not left the
             # pause loop yet): ask again, that stop is over
-            if not (result.get("already_paused") and result.get("pause_id") in self._retired  # type: ignore[attr-defined]
+            if not (result.get("already_paused") and state.is_retired(result.get("pause_id"))
                     and time.monotonic() < deadline):
                 break
             time.sleep(0.01)
         tid = int(result["thread"])
-        with self._state:  # type: ignore[attr-defined]
-            while True:
-                for p in self.pauses():  # type: ignore[attr-defined]
-                    if p.thread == tid:
-                        return p
-                failure = self._events.failure  # type: ignore[attr-defined]
-                if failure is not None:
-                    raise failure
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._state.wait(min(left, 0.05))  # type: ignore[attr-defined]
+        landed = state.wait_for(lambda: state.get(tid), deadline, poll=0.05)
+        if landed is not None:
+            return landed
         warnings.warn(
             PausePending(
-                f"pause of thread {tid} of pid {self.pid} requested ({result.get('mechanism')}) "  # type: ignore[attr-defined]
+                f"pause of thread {tid} of pid {self.pid} requested ({result.get('mechanism')}) "
                 f"but not landed after {wait:g}s: the thread is probably inside a long C call "
                 "(sleep, I/O, numpy); it pauses when that call returns. Use wait() to block until it does."
             ),

@@ -19,7 +19,7 @@ def current_session() -> Any:
     """The current Session; NoSession (with a hint) if there is none or it was closed."""
     with _lock:
         session = _current
-    if session is None or getattr(session, "_closed", False):
+    if session is None or getattr(session, "closed", False):
         raise NoSession("no current session: run `%attach [pid]` (or client.set_current_session(client.attach()))")
     return session
 
@@ -35,4 +35,4 @@ def set_current_session(session: Optional[Any]) -> Optional[Any]:
 def has_current_session() -> bool:
     """Whether a usable current session exists."""
     with _lock:
-        return _current is not None and not getattr(_current, "_closed", False)
+        return _current is not None and not getattr(_current, "closed", False)

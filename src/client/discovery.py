@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Union
 
 from bridge import keys
 
@@ -108,7 +108,3 @@ def _resolve(target: Union[None, int, str, Path, SessionInfo]) -> Dict[str, Any]
     kind = "paused" if paused else "attachable"
     raise NoSession(f"{len(pool)} {kind} processes; say which with attach(pid):\n  {listing}")
 
-
-def attach_info(info: Dict[str, Any], *, timeout: Optional[float] = None) -> Session:
-    """Attach to an already-read connection dict (used by tools and tests)."""
-    return Session(info, timeout=timeout or DEFAULT_TIMEOUT)

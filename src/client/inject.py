@@ -6,9 +6,10 @@ so ``attach(pid)`` never does it behind the user's back.
 
 from __future__ import annotations
 
-from bridge.remote_attach import RemoteAttachError, make_attachable
+from bridge import remote_attach
 
 from .discovery import attach
+from .errors import RemoteAttachError
 from .session import DEFAULT_TIMEOUT, Session
 
 __all__ = ["inject", "RemoteAttachError"]
@@ -23,5 +24,8 @@ def inject(pid: int, *, timeout: float = DEFAULT_TIMEOUT) -> Session:
     do otherwise (call ``bridge.listen()`` in the program, or run it with
     ``python -m bridge``). The target keeps running; use ``pause()`` or ``break_at()``.
     """
-    path = make_attachable(pid, timeout=min(timeout, 30.0))
+    try:
+        path = remote_attach.make_attachable(pid, timeout=min(timeout, 30.0))
+    except remote_attach.RemoteAttachError as exc:
+        raise RemoteAttachError(str(exc)) from exc
     return attach(path, timeout=timeout)

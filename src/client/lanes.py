@@ -20,15 +20,17 @@ from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
+
+import zmq
 
 from bridge import bulk
+from bridge.protocol import endpoint_host, tcp_endpoint
 
 from .errors import BridgeError
+from .pause_state import PauseState
 from .transport import Channel
-
-if TYPE_CHECKING:
-    from .session import PauseInfo, Session
+from .values import PauseInfo
 
 _UNUSABLE = None  # a lane that failed: its pause keeps using the server socket
 #: A lane not connected by then is given up (a port nothing forwards): no endless retries.
@@ -38,23 +40,25 @@ CONNECT_GIVE_UP_S = 5.0
 class Lanes:
     """The lanes of one session, by pause id. Used under the session's request lock."""
 
-    def __init__(self, session: "Session") -> None:
-        self.session = session
+    def __init__(self, state: PauseState, main: Channel, context: zmq.Context) -> None:
+        self.state = state
+        self.main = main  # the session's server channel: its endpoint's host, its bulk path
+        self.context = context
         self.enabled = False
         self._by_pause: Dict[int, Optional[Channel]] = {}
         self._opened: Dict[int, float] = {}
         self._retired_seen = 0
         # A thread that steps keeps its lane from one stop to the next (bridge/pause.py):
-        # the connected channel of an ended pause waits here for the next pause to name
-        # the same (port, key), which then uses it at once, without a new handshake.
+        # the channel of an ended pause waits here for the next pause to name the same
+        # (port, key), which then uses it at once, without a new handshake.
         self._names: Dict[int, Tuple[Any, Any]] = {}  # pause id -> (port, key) of its lane
         self._spare: Dict[Tuple[Any, Any], Tuple[Channel, float]] = {}  # with when it was opened
 
-    def channel(self, pause: "PauseInfo") -> Optional[Channel]:
+    def channel(self, pause: PauseInfo) -> Optional[Channel]:
         """The pause's lane if it is connected; otherwise None (and start connecting it)."""
         if not self.enabled:
             return None
-        if len(self.session._retired) != self._retired_seen:  # a pause ended since: close its lane
+        if self.state.retired_count != self._retired_seen:  # a pause ended since: close its lane
             self._close_retired()
         pause_id = pause.pause_id
         if pause_id not in self._by_pause:
@@ -84,11 +88,11 @@ class Lanes:
                 return None
         return lane if lane.connected else None
 
-    def alive(self, pause: "PauseInfo") -> Callable[[], bool]:
+    def alive(self, pause: PauseInfo) -> Callable[[], bool]:
         """A check a waiting request makes: False once the pause has ended (its lane is gone)."""
-        retired = self.session._retired
+        is_retired = self.state.is_retired
         pause_id = pause.pause_id
-        return lambda: pause_id not in retired
+        return lambda: not is_retired(pause_id)
 
     def close_all(self) -> None:
         """Close every lane (the session is closing)."""
@@ -100,26 +104,24 @@ class Lanes:
         self._spare.clear()
         self._names.clear()
 
-    def _open(self, pause: "PauseInfo") -> Optional[Channel]:
+    def _open(self, pause: PauseInfo) -> Optional[Channel]:
         port = pause.extra.get("lane")
         key = pause.extra.get("lane_key")
         if type(port) is not int or not 0 < port < 65536 or not isinstance(key, str) or len(key) != 40:
             return _UNUSABLE
-        main = self.session._channel
-        host = main.endpoint.rsplit(":", 1)[0]  # "tcp://127.0.0.1" or "tcp://[::1]"
-        info = dict(self.session.info, endpoint=f"{host}:{port}", server_key=key)
+        main = self.main
+        info = dict(main.info, endpoint=tcp_endpoint(endpoint_host(main.endpoint), port), server_key=key)
         try:
-            lane = Channel(self.session._context, info, self.session._keypair)
+            lane = Channel(self.context, info, main.keypair)
         except Exception:  # a socket we cannot make is a lane we do without
             return _UNUSABLE
         lane.bulk = main.bulk  # one bulk path per session, whichever socket asks
         return lane
 
     def _close_retired(self) -> None:
-        retired = self.session._retired
-        self._retired_seen = len(retired)
+        self._retired_seen = self.state.retired_count
         spares = {}
-        for pause_id in [p for p in self._by_pause if p in retired]:
+        for pause_id in [p for p in self._by_pause if self.state.is_retired(p)]:
             lane = self._by_pause.pop(pause_id)
             opened = self._opened.pop(pause_id, 0.0)
             name = self._names.pop(pause_id, None)

@@ -36,13 +36,20 @@ from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from bridge import wire
+from bridge.protocol import DEFAULT_SIZE_LIMIT, MAX_MESSAGE_BYTES
 
 from . import proxy as proxies
 from .display import esc, human_size, table
-from .errors import NoSession, NotPaused, RemoteError
+from .errors import (
+    MountStateError,
+    NoSession,
+    NotPaused,
+    Unmountable,
+    WriteBackTooLarge,
+    WriteBackUnpicklable,
+)
+from .values import FrameRef
 
-#: Default bytes above which a value is mounted live instead of copied (the target's default).
-DEFAULT_SIZE_LIMIT = 256 * 1024 * 1024
 _MISSING = object()
 
 try:
@@ -216,7 +223,7 @@ class Mount:
 
     def __enter__(self) -> "Mount":
         if self.entered:
-            raise RuntimeError("this Mount is already in use; create a new one with jump_context()")
+            raise MountStateError("this Mount is already in use; create a new one with jump_context()")
         start = time.perf_counter()
         values = self._snapshot()
         ns = self.namespace
@@ -232,20 +239,18 @@ class Mount:
         return self
 
     def _request(self, op: str, args: Dict[str, Any], frames: Optional[List[Any]] = None) -> Tuple[Any, List[Any]]:
-        registry = proxies.registry_for(self.session)
-        full = {"frame": self.frame_index, "thread": self.thread, "pause_id": self.pause_id}
-        full.update(args)
-        releases = registry.take_releases()
-        if releases:
-            full["release"] = releases
-        kw = {} if self.timeout is None else {"timeout": self.timeout}
-        return self.session._request(op, full, frames=frames, frame_op=True, **kw)
+        if self.thread is None:
+            raise MountStateError("the mount has no frame yet: use it as `with jump_context(...) as m:`")
+        # The mounted frame, in the mounted pause once known: a later pause is refused.
+        at = FrameRef(self.thread, self.frame_index, self.pause_id)
+        return self.session.refs.request(op, args, frames, at=at, timeout=self.timeout)
 
     def _snapshot(self) -> Dict[str, Any]:
-        where = self.session._frame_args(self.frame)
-        if "thread" not in where:
+        selected = self.session.selected
+        if selected is None:
             raise NotPaused(f"no thread of pid {self.session.pid} is paused: nothing to mount")
-        self.thread, self.frame_index = where["thread"], where["frame"]
+        self.thread = selected.thread
+        self.frame_index = selected.frame if self.frame is None else self.frame
         args: Dict[str, Any] = {"names": self.names, "copy": self.copy, "size_limit": self.size_limit}
         result, frames = self._request("mount_snapshot", args)
         self.pause_id = result["pause_id"]
@@ -256,7 +261,7 @@ class Mount:
             result2, frames2 = self._request("mount_snapshot", args)
             more, still = self._decode(result2, frames2)
             if still:
-                raise RemoteError("Unmountable", f"cannot mount {', '.join(still)} even as live references")
+                raise Unmountable("Unmountable", f"cannot mount {', '.join(still)} even as live references")
             values.update(more)
         return {name: values[name] for name in self.vars}  # the target's order
 
@@ -269,7 +274,7 @@ class Mount:
             chunk, pos = frames[pos:pos + n], pos + n
             self.vars[var["name"]] = _Var(var["name"], var["live"], var["type"], var.get("size"), var["version"])
             try:
-                values[var["name"]] = proxies.load(self.session, chunk)
+                values[var["name"]] = proxies.load(self.session.refs, chunk)
             except proxies.NeedsLive:
                 retry.append(var["name"])
             except Exception:  # e.g. a class from a package the notebook lacks: mount it live
@@ -335,10 +340,10 @@ class Mount:
         frames = self._encode(updates) if updates else None
         if frames is not None:
             total = sum(memoryview(f).nbytes for f in frames)
-            if total > wire.MAX_MESSAGE_BYTES and getattr(getattr(self.session._channel, "bulk", None), "mode",
-                                                          "curve") == "curve":
-                raise ValueError(f"write-back of {human_size(total)} exceeds the {human_size(wire.MAX_MESSAGE_BYTES)} "
-                                 f"message limit without a bulk path; nothing was written")
+            if total > MAX_MESSAGE_BYTES and self.session.bulk_mode == "curve":
+                raise WriteBackTooLarge(f"write-back of {human_size(total)} exceeds the "
+                                        f"{human_size(MAX_MESSAGE_BYTES)} message limit without a bulk path; "
+                                        "nothing was written")
         try:
             result, _ = self._request("mount_write", {"base": base, "delete": deletes}, frames)
         except NotPaused as exc:
@@ -358,14 +363,16 @@ class Mount:
             return proxies.dump(updates)
         except Exception:
             pass
-        bad = []  # find which names, to say so
+        bad: Dict[str, str] = {}  # find which names, to say so
         for name, value in updates.items():
             try:
                 proxies.dump(value)
             except Exception as exc:
-                bad.append(f"{name} ({type(exc).__name__}: {exc})")
-        raise TypeError("cannot write back " + "; ".join(bad or ["the changes"]) +
-                        ": they cannot be pickled. Nothing was written; delete or rebind them, or discard.")
+                cause = exc.__cause__ or exc
+                bad[name] = f"{name} ({type(cause).__name__}: {cause})"
+        raise WriteBackUnpicklable("cannot write back " + "; ".join(bad.values() or ["the changes"]) +
+                                   ": they cannot be pickled. Nothing was written; delete or rebind them, or discard.",
+                                   list(bad))
 
     def discard(self) -> None:
         """Write nothing back at the end of the block (what live references did stays done)."""
@@ -373,7 +380,7 @@ class Mount:
 
     def _need_entered(self) -> None:
         if not self.entered:
-            raise RuntimeError("the mount is not active: use it as `with jump_context(...) as m:`")
+            raise MountStateError("the mount is not active: use it as `with jump_context(...) as m:`")
 
     # --- leaving -------------------------------------------------------------------------
 
@@ -395,9 +402,9 @@ class Mount:
                 ns[name] = old
         self.entered = False
         try:  # handles of proxies that died with the block go back now, if the target is paused
-            registry = proxies.registry_for(self.session)
-            if registry._pending and self.session.paused:
-                registry.flush()
+            refs = self.session.refs
+            if refs.pending and self.session.paused:
+                refs.flush()
         except Exception:
             pass  # releasing is housekeeping: never let it hide the block's outcome
 

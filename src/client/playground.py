@@ -14,13 +14,13 @@ and sockets are shared with the copy: writing to them is visible outside it.
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
 from bridge import wire
 
-from .errors import RemoteError
+from .display import esc
+from .errors import error_from_reply
 
 #: Default wall-clock limit of a playground run (seconds).
 DEFAULT_TIMEOUT = 30.0
@@ -51,7 +51,7 @@ class PlaygroundResult:
     def check(self) -> "PlaygroundResult":
         """Raise RemoteError (with the copy's traceback) if the code raised; else return self."""
         if self.error:
-            raise RemoteError(self.error["type"], self.error["message"], self.error.get("traceback", ""))
+            raise error_from_reply(self.error)
         return self
 
     def __str__(self) -> str:
@@ -66,7 +66,7 @@ class PlaygroundResult:
         return "\n".join(p for p in parts if p)
 
     def _repr_html_(self) -> str:
-        body = html.escape(str(self))
+        body = esc(str(self))
         return f"<pre style='border-left:3px solid #8a6d3b;padding-left:6px'>{body}</pre>"
 
 
@@ -80,8 +80,8 @@ def run_playground(session: Any, code: str, *, timeout: float = DEFAULT_TIMEOUT)
     """
     if timeout <= 0:
         raise ValueError(f"timeout must be positive, not {timeout!r}")
-    result, frames = session.frame_op("playground", {"code": code, "timeout": float(timeout)},
-                                      timeout=timeout + _REQUEST_MARGIN)
+    result, frames = session.frame_request("playground", {"code": code, "timeout": float(timeout)},
+                                           timeout=timeout + _REQUEST_MARGIN)
     value: Any = _NOTHING
     note = ""
     if result.get("has_value"):

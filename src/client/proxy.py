@@ -32,34 +32,46 @@ import pickle
 import threading
 import types
 import weakref
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Protocol, Sequence, Tuple
 
 from bridge import wire
+from bridge.protocol import FORWARDED_SPECIALS
 
-from .errors import RemoteError
+from .errors import BridgeError, ProtocolError, RemoteError, ValueDumpError, ValueLoadError, WriteBackConflict
 
 #: Seconds a remote call through a proxy may take (capped by the session's timeout).
 DEFAULT_TIMEOUT = 30.0
 
 #: Special methods a proxy forwards to the target (bridge/mount_ops.py SPECIALS runs them).
-_BINARY = ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul", "and", "or", "xor",
-           "lshift", "rshift")
-FORWARDED = (
-    "__len__", "__iter__", "__next__", "__reversed__", "__getitem__", "__setitem__", "__delitem__",
-    "__contains__", "__bool__", "__str__", "__hash__", "__int__", "__float__", "__index__", "__call__",
-    "__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__neg__", "__pos__", "__abs__",
-    "__invert__",
-) + tuple(f"__{p}{op}__" for op in _BINARY for p in ("", "r", "i"))
+FORWARDED = FORWARDED_SPECIALS
+
+
+def _answered(exc: BaseException) -> bool:
+    """Whether ``exc`` came from a reply of the target to a request it accepted."""
+    if isinstance(exc, RemoteError):
+        return not isinstance(exc, ProtocolError)  # a request refused unread applied nothing
+    return isinstance(exc, WriteBackConflict)
+
+
+class FrameRequester(Protocol):
+    """What a RefRegistry needs of its session (client.session.Session has it)."""
+
+    timeout: float
+
+    def frame_request(self, op: str, args: Optional[Dict[str, Any]] = None, *, at: Any = None,
+                      frames: Optional[List[Any]] = None, value: Any = ..., timeout: Optional[float] = None,
+                      release: Optional[List[List[int]]] = None) -> Tuple[Any, List[Any]]:
+        ...
 
 
 class RefRegistry:
     """One session's proxies: one per ref id, plus the handles waiting to be released."""
 
-    def __init__(self, session: Any) -> None:
+    def __init__(self, session: FrameRequester) -> None:
         self.session = session
         self._proxies: "weakref.WeakValueDictionary[int, LiveRef]" = weakref.WeakValueDictionary()
         self._lock = threading.Lock()
-        self._pending: List[Tuple[int, int]] = []
+        self._pending: List[Tuple[int, List[int]]] = []  # (ref, its count cell)
 
     def proxy(self, ref: int, type_name: str) -> "LiveRef":
         """The proxy for ``ref``; counts one more handle the target sent."""
@@ -85,19 +97,23 @@ class RefRegistry:
             out.append([ref, cell[0]])
         return out
 
-    def request(self, op: str, args: Dict[str, Any], frames: Optional[List[Any]] = None,
-                timeout: Optional[float] = None) -> Tuple[Any, List[Any]]:
-        """A frame op on the session's paused thread, carrying pending releases."""
-        full = self.session._frame_args()
-        full.update(args)
+    def request(self, op: str, args: Dict[str, Any], frames: Optional[List[Any]] = None, *,
+                at: Any = None, timeout: Optional[float] = None) -> Tuple[Any, List[Any]]:
+        """A frame op on the session's selected frame (or ``at``, a FrameRef), carrying
+        the pending releases. ``timeout`` None: the session's."""
         releases = self.take_releases()
-        if releases:
-            full["release"] = releases
         try:
-            return self.session._request(op, full, frames=frames, timeout=timeout or self.timeout(), frame_op=True)
-        except BaseException:
-            self._pending.extend((r, [n]) for r, n in releases)  # not delivered: try again next time
+            return self.session.frame_request(op, args, at=at, frames=frames, timeout=timeout, release=releases)
+        except BaseException as exc:
+            # The target applies a request's releases when it accepts it, whatever the op's
+            # outcome: an answer (an error included) means they were delivered.
+            if not _answered(exc):
+                self.give_back(releases)
             raise
+
+    def give_back(self, releases: List[List[int]]) -> None:
+        """Releases that a request did not deliver: they go with the next one."""
+        self._pending.extend((r, [n]) for r, n in releases)
 
     def release_all(self) -> None:
         """Give back every handle this session holds (on close): the target drops its
@@ -111,10 +127,15 @@ class RefRegistry:
             self._proxies.clear()
         self.flush()
 
+    @property
+    def pending(self) -> bool:
+        """Whether released handles wait to be sent."""
+        return bool(self._pending)
+
     def flush(self) -> None:
         """Send pending releases now (a no-op when there are none)."""
         if self._pending:
-            self.request("ref", {"action": "release"})
+            self.request("ref", {"action": "release"}, timeout=self.timeout())
 
     def timeout(self) -> float:
         return min(DEFAULT_TIMEOUT, getattr(self.session, "timeout", DEFAULT_TIMEOUT) or DEFAULT_TIMEOUT)
@@ -123,18 +144,10 @@ class RefRegistry:
         return len(self._proxies)
 
 
-def registry_for(session: Any) -> RefRegistry:
-    """The session's registry, created on first use."""
-    reg = session.__dict__.get("_fb_refs")
-    if reg is None:
-        reg = session.__dict__.setdefault("_fb_refs", RefRegistry(session))
-    return reg
-
-
 # --- the codec ---------------------------------------------------------------------------------
 
 
-class NeedsLive(pickle.UnpicklingError):
+class NeedsLive(ValueLoadError):
     """A value names something the notebook cannot resolve (the target's ``__main__``)."""
 
 
@@ -159,12 +172,22 @@ class _Unpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def load(session: Any, frames: Sequence[Any]) -> Any:
-    """Unpickle value frames from the target; live references become proxies."""
+def load(registry: RefRegistry, frames: Sequence[Any]) -> Any:
+    """Unpickle value frames from the target; live references become proxies of ``registry``.
+
+    A value that cannot be rebuilt here (a class from a module the notebook lacks)
+    raises ValueLoadError (NeedsLive for the target's ``__main__``), the cause attached.
+    """
     if not frames:
-        raise wire.ProtocolError("a value needs at least one frame")
+        raise ProtocolError("ProtocolError", "a value needs at least one frame")
     stream, *buffers = frames
-    return _Unpickler(io.BytesIO(_buf(stream)), [_buf(b) for b in buffers], registry_for(session)).load()
+    try:
+        return _Unpickler(io.BytesIO(_buf(stream)), [_buf(b) for b in buffers], registry).load()
+    except BridgeError:
+        raise
+    except Exception as exc:
+        raise ValueLoadError(f"a value from the target cannot be rebuilt here ({type(exc).__name__}: {exc}); "
+                             "ask for it live, or install what it needs") from exc
 
 
 def _buf(frame: Any) -> Any:
@@ -203,8 +226,12 @@ _CLOUD = _cloud_pickler()
 def dump(value: Any) -> wire.Frames:
     """Pickle a value for the target: proxies go back as their refs, modules by name, and
     functions and classes defined in the notebook by value (cloudpickle, when installed;
-    the target then needs cloudpickle too, and says so if it lacks it)."""
-    return wire.dump_value(value, pickler=_CLOUD or _PlainPickler)
+    the target then needs cloudpickle too, and says so if it lacks it). ValueDumpError
+    (a TypeError) if it cannot be pickled."""
+    try:
+        return wire.dump_value(value, pickler=_CLOUD or _PlainPickler)
+    except Exception as exc:
+        raise ValueDumpError(f"cannot send the value to the target: {type(exc).__name__}: {exc}") from exc
 
 
 def fingerprint_frames(value: Any) -> Optional[wire.Frames]:
@@ -262,10 +289,10 @@ class LiveRef:
                                "timeout": registry.timeout() * 0.8}
         frames = dump((tuple(args), dict(kwargs or {}))) if (args or kwargs) else None
         try:
-            _, values = registry.request("ref", req, frames)
+            _, values = registry.request("ref", req, frames, timeout=registry.timeout())
         except RemoteError as exc:
             raise _translate(exc) from None
-        return load(registry.session, values)
+        return load(registry, values)
 
     # attributes
     def __getattr__(self, name: str) -> Any:

@@ -5,6 +5,10 @@ ZeroMQ hides connection trouble: a DEALER with the wrong server key reconnects e
 its socket's monitor events so that a refused key becomes :class:`AuthenticationError`
 at once (and the socket is closed: no retry storm), and a dead target becomes
 :class:`SessionLost` within seconds.
+
+This is also the client's one place for the bulk path (bridge/bulk/): a request says
+which bulk mode it takes big reply buffers in and sends its own big buffers outside the
+message; a reply's buffers that came outside it are put back here (docs/protocol.md).
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
-from bridge import bulk, keys, wire
+from bridge import bulk, keys, protocol
+from bridge.protocol import HEARTBEAT_IVL_MS, HEARTBEAT_TIMEOUT_MS
 
 from .errors import AuthenticationError, NotPaused, RemoteError, RequestTimeout, SessionLost, error_from_reply
 
@@ -25,8 +30,6 @@ from .errors import AuthenticationError, NotPaused, RemoteError, RequestTimeout,
 POLL_SLICE_MS = 100
 #: The slice before the first handshake succeeded: a refused key shows within milliseconds.
 FIRST_HANDSHAKE_SLICE_MS = 5
-HEARTBEAT_IVL_MS = 1000
-HEARTBEAT_TIMEOUT_MS = 5000
 
 _AUTH_FAILURES = {
     zmq.EVENT_HANDSHAKE_FAILED_AUTH: "the target refused our client key {key}: it is not in the "
@@ -72,7 +75,7 @@ class Channel:
         self.handshakes = 0
         self.abandoned: set = set()
         self._last_alive_check = 0.0
-        #: The session's bulk path (bulk.py), chosen in :func:`handshake`; None = CURVE only.
+        #: The session's bulk path (bridge.bulk), chosen in :func:`handshake`; None = CURVE only.
         self.bulk: Optional[bulk.BulkPeer] = None
         self._rcvtimeo = -1
 
@@ -82,7 +85,7 @@ class Channel:
         """Read monitor events; raise AuthenticationError/SessionLost when they say so."""
         while True:
             try:
-                # ZMQ_EVENTS first (issue 6): a zmq.Again per request costs more than the check.
+                # ZMQ_EVENTS first: a zmq.Again per request costs more than the check.
                 if not self.monitor.get(zmq.EVENTS) & zmq.POLLIN:
                     break
                 msg = self.monitor.recv_multipart(zmq.NOBLOCK)
@@ -126,15 +129,18 @@ class Channel:
 
     # --- request / reply -----------------------------------------------------------------
 
-    def send(self, op: str, args: Optional[Dict[str, Any]] = None, value_frames: Optional[List[Any]] = None) -> int:
-        """Send a request; return its id."""
+    def send(self, op: str, args: Optional[Dict[str, Any]] = None, frames: Optional[List[Any]] = None, *,
+             pause_id: Optional[int] = None, release: Optional[List[List[int]]] = None,
+             bulk: Optional[str] = None, bulk_in: Optional[Dict[str, Any]] = None) -> int:
+        """Send a request (``protocol.request_message``); return its id."""
         if self.failure is not None:
             raise self.failure
         if self.closed:
             raise SessionLost("the session is closed")
         request_id = next(_request_ids)
-        msg = wire.make_message({"id": request_id, "op": op, "args": args or {}}, value_frames)
-        if value_frames:
+        msg = protocol.request_message(request_id, op, args, frames, pause_id=pause_id, release=release,
+                                       bulk=bulk, bulk_in=bulk_in)
+        if frames:
             self.socket.send_multipart(msg, copy=False)
         else:  # the common case: one small frame, sent as a copy
             self.socket.send(msg[0])
@@ -154,7 +160,7 @@ class Channel:
         waited = False
         while True:
             # Monitor events matter only to a wait that is not answered at once (a refused
-            # key, a dead peer): a reply that is already there needs no check (issue 6).
+            # key, a dead peer): a reply that is already there needs no check.
             if waited or not self.connected:
                 self.check_events()
             elif self.failure is not None:
@@ -178,7 +184,7 @@ class Channel:
                 self._rcvtimeo = slice_ms
             try:
                 # A blocking receive with a timeout is one C call; a poller costs several
-                # Python steps per request (issue 6).
+                # Python steps per request (docs/benchmarks.md).
                 frames = [sock.recv()]  # the header: small, a copy is cheaper than a Frame
             except zmq.Again:
                 if still_valid is not None and not still_valid():
@@ -192,7 +198,7 @@ class Channel:
                 raise
             while sock.get(zmq.RCVMORE):
                 frames.append(sock.recv(copy=False))  # values: not copied
-            header, values = wire.split_message(frames)
+            header, values = protocol.split_message(frames)
             rid = header.get("id")
             if want_id is not None and rid != want_id:
                 if rid in self.abandoned:
@@ -203,49 +209,50 @@ class Channel:
                 continue
             if not header.get("ok", True) and "error" in header:
                 raise error_from_reply(header["error"])
-            if "bulk" in header:  # [bulk path] big buffers came outside CURVE (issue 6)
-                values = self._import_bulk(header["bulk"], values)
+            if "bulk" in header:  # big buffers came outside the CURVE message
+                values = self._import_bulk(header["bulk"], values, timeout)
             return header, values
 
-    def _import_bulk(self, descriptor: Dict[str, Any], values: List[Any]) -> List[Any]:
-        """Map / receive the buffers a reply's bulk descriptor names (progress bar if slow)."""
+    def _import_bulk(self, descriptor: Dict[str, Any], values: List[Any], timeout: Optional[float]) -> List[Any]:
+        """Map / receive the buffers a reply's bulk descriptor names (progress bar if slow);
+        every wait on the data port is bounded by the request's ``timeout``."""
         from .progress import transfer_progress
 
         peer = self.bulk or bulk.BulkPeer()
         total = bulk.total_bytes(descriptor)
+        wait = timeout or bulk.TIMEOUT_S
         with transfer_progress(total, f"pid {self.pid}: receiving") as report:
-            frames = bulk.import_frames(descriptor, [b""] + list(values), connect=peer.connect, progress=report)
+            frames = bulk.import_frames(descriptor, [b""] + list(values), connect=lambda token: peer.connect(token, wait),
+                                        progress=report)
         peer.count(descriptor)
         return frames[1:]
 
-    def request(self, op: str, args: Optional[Dict[str, Any]] = None, value_frames: Optional[List[Any]] = None,
-                timeout: Optional[float] = 30.0, still_valid: Optional[Callable[[], bool]] = None
-                ) -> Tuple[Any, List[Any]]:
-        """Send a request and wait for its reply: (result, value frames)."""
+    def request(self, op: str, args: Optional[Dict[str, Any]] = None, frames: Optional[List[Any]] = None, *,
+                timeout: Optional[float] = 30.0, pause_id: Optional[int] = None,
+                release: Optional[List[List[int]]] = None,
+                still_valid: Optional[Callable[[], bool]] = None) -> Tuple[Any, List[Any]]:
+        """Send a request and wait for its reply: (result, value frames).
+
+        ``pause_id`` and ``release`` are the request's transport fields (docs/protocol.md);
+        the bulk fields are added here: big reply buffers may come outside the CURVE
+        message, and big ``frames`` of this request go outside it.
+        """
         peer = self.bulk
-        if peer is not None and peer.mode != "curve" and not value_frames:
-            args = dict(args or {}, _bulk=peer.mode)  # big reply buffers may come outside CURVE
-            peer = None  # nothing to upload: the plain path below does the rest
-        if peer is None or peer.mode == "curve":
-            request_id = self.send(op, args, value_frames)
-            try:
-                header, values = self.receive(timeout, want_id=request_id, still_valid=still_valid)
-            except BaseException:
-                self.abandoned.add(request_id)
-                raise
-            return header.get("result"), values
-        # [bulk path] ask for big reply buffers outside CURVE; send big request buffers so too.
-        args = dict(args or {}, _bulk=peer.mode)
-        descriptor = transfer = None
-        if value_frames:
-            exported, descriptor, transfer = bulk.export_frames([b""] + list(value_frames), peer.mode,
-                                                                threshold=peer.threshold)
-            if descriptor is not None:
-                value_frames = exported[1:]
-                args["_bulk_in"] = descriptor
-        upload = _Upload(peer, transfer, self.pid) if transfer is not None else None
+        mode = peer.mode if peer is not None and peer.mode != "curve" else None
+        descriptor = upload = None
         try:
-            request_id = self.send(op, args, value_frames)
+            if mode is not None and frames:
+                exported, descriptor, transfer = peer.export_request([b""] + list(frames))  # type: ignore[union-attr]
+                if descriptor is not None:
+                    frames = exported[1:]
+                if transfer is not None:
+                    try:
+                        upload = _Upload(peer, transfer, self.pid, timeout)  # type: ignore[arg-type]
+                    except BaseException:  # no data port, refused: nothing was sent
+                        transfer.close()
+                        raise
+            request_id = self.send(op, args, frames, pause_id=pause_id, release=release, bulk=mode,
+                                   bulk_in=descriptor)
             if upload is not None:
                 upload.start()
             try:
@@ -256,24 +263,25 @@ class Channel:
         finally:
             if upload is not None:
                 upload.finish()
-            bulk.release(descriptor)  # segments the target did not map are gone now
+            if descriptor is not None:
+                bulk.release(descriptor)  # segments the target did not map are gone now
         if descriptor is not None:
-            peer.stats["uploads"] += 1
-            peer.count(descriptor)
+            peer.stats["uploads"] += 1  # type: ignore[union-attr]
+            peer.count(descriptor)  # type: ignore[union-attr]
         return header.get("result"), values
 
 
 class _Upload:
     """Sends one upload through the target's data port beside the request's reply wait."""
 
-    def __init__(self, peer: bulk.BulkPeer, transfer: bulk.Transfer, pid: int) -> None:
+    def __init__(self, peer: bulk.BulkPeer, transfer: bulk.Transfer, pid: int, timeout: Optional[float]) -> None:
         import threading
 
         from .progress import Progress
 
         if peer.data_address is None:
             raise bulk.BulkError("the target offered no data port")
-        self.sock = bulk.open_upload(peer.data_address, transfer.token)
+        self.sock = bulk.open_upload(peer.data_address, transfer.token, timeout or bulk.TIMEOUT_S)
         self.transfer = transfer
         self.error: Optional[BaseException] = None
         self.progress = Progress(sum(b.nbytes for b in transfer.buffers), f"pid {pid}: sending")
@@ -311,7 +319,7 @@ def _drop_bulk(header: Dict[str, Any]) -> None:
 
 
 def _is_loopback(endpoint: str) -> bool:
-    host = endpoint.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
+    host = protocol.endpoint_host(endpoint)
     return host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.")
 
 
@@ -337,7 +345,7 @@ def negotiate_bulk(channel: Channel, timeout: float) -> Optional[bulk.BulkPeer]:
         offer, _ = channel.request("bulk_hello", timeout=timeout)
     except RemoteError:  # an older target: everything over CURVE
         return None
-    host = channel.endpoint.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
-    peer = bulk.BulkPeer.negotiate(offer, host, loopback=channel.local, forced=forced)
+    peer = bulk.BulkPeer.negotiate(offer, protocol.endpoint_host(channel.endpoint), loopback=channel.local,
+                                   forced=forced)
     return None if peer.mode == "curve" else peer
 

@@ -91,7 +91,7 @@ def big(tmp: Path, runtime: Path, gib: float) -> None:
     """, tmp)
     try:
         s = attach(proc, runtime)
-        mode = getattr(getattr(s._channel, "bulk", None), "mode", "curve")
+        mode = s.bulk_mode
         ns: dict = {}
         t0 = time.perf_counter()
         m = jump_context(s, namespace=ns, size_limit=None, timeout=300).__enter__()

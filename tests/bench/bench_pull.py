@@ -76,7 +76,7 @@ def main(argv: Optional[list] = None) -> None:
             os.environ["BRIDGE_BULK"] = mode
             s = client.attach(target.pid, timeout=120)
             s.wait(120)
-            chosen = s._channel.bulk.mode if s._channel.bulk else "curve"
+            chosen = s.bulk_mode
             assert chosen == mode, f"asked for {mode}, got {chosen}"
             sessions[mode] = s
         os.environ.pop("BRIDGE_BULK")

@@ -15,23 +15,10 @@ from dataclasses import dataclass
 from types import CodeType, FrameType
 from typing import Dict, FrozenSet, Iterator, List, Optional, Set, Tuple
 
+from ..protocol import Breakpoint  # the one breakpoint schema, shared with the client
 from .scope import canonical, is_own_file
 
 __all__ = ["Breakpoint", "BreakpointTable", "FileLines", "code_lines", "walk_codes"]
-
-
-@dataclass
-class Breakpoint:
-    """A breakpoint; ``line`` is where it really is, ``requested_line`` what was asked."""
-
-    id: int
-    file: str
-    line: int
-    requested_line: int
-    condition: Optional[str] = None
-    temporary: bool = False
-    hits: int = 0
-    enabled: bool = True
 
 
 def code_lines(code: CodeType) -> FrozenSet[int]:

@@ -23,10 +23,8 @@ from typing import Dict
 
 __all__ = ["OWN_DIRS", "Scope", "canonical", "is_own_file"]
 
-_BRIDGE_DIR = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
-#: Directories of framebridge's own code.
-OWN_DIRS = (_BRIDGE_DIR, os.path.join(os.path.dirname(_BRIDGE_DIR), "client"))
-_OWN_PREFIXES = tuple(d + os.sep for d in OWN_DIRS)
+from ..own_code import OWN_DIRS, is_own_file  # noqa: E402  (the one definition of our own code)
+
 _RUNNER_FILES = frozenset({
     os.path.realpath(threading.__file__),
     os.path.realpath(runpy.__file__),
@@ -40,11 +38,6 @@ def canonical(filename: str) -> str:
     if filename.startswith("<"):
         return filename
     return os.path.realpath(filename)
-
-
-def is_own_file(path: str) -> bool:
-    """Whether a canonical ``path`` is framebridge's own code."""
-    return path.startswith(_OWN_PREFIXES)
 
 
 class Scope:
@@ -63,7 +56,7 @@ class Scope:
         try:
             return self._own[raw_filename]
         except KeyError:
-            own = self._own[raw_filename] = is_own_file(canonical(raw_filename))
+            own = self._own[raw_filename] = is_own_file(raw_filename)
             return own
 
     def never_stops(self, raw_filename: str) -> bool:
@@ -72,7 +65,7 @@ class Scope:
             return self._never[raw_filename]
         except KeyError:
             path = canonical(raw_filename)
-            never = self._never[raw_filename] = is_own_file(path) or path in _RUNNER_FILES
+            never = self._never[raw_filename] = is_own_file(raw_filename) or path in _RUNNER_FILES
             return never
 
     def is_machinery(self, frame: FrameType) -> bool:
