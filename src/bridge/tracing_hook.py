@@ -6,7 +6,8 @@ as its stop handler, and hands it stepping requests after a pause.
 
 from __future__ import annotations
 
-from types import FrameType
+import sys
+from types import CodeType, FrameType
 from typing import Any, Dict
 
 
@@ -27,6 +28,21 @@ def enable_pause_on_demand() -> None:
             engine.install_signal_handler()
         except Exception:  # pausing on demand is a convenience; never break the job for it
             pass
+
+
+def prepare_program(code: CodeType) -> CodeType:
+    """The code to run for a program the runner compiled itself (``python -m bridge``):
+    breakpoints set before it runs are compiled into it before 3.12."""
+    engine = _engine()
+    return engine.prepare_code(code) if engine is not None else code
+
+
+def program_finished() -> None:
+    """The runner's program returned or raised: this thread's stepping ends (pdb's does
+    too), so that nothing after it (the runner, ``runpy``, exit handlers) is stepped into."""
+    engine = _engine()
+    if engine is not None:
+        engine.arm(sys._getframe(1), "continue")
 
 
 def engine() -> Any:

@@ -349,11 +349,14 @@ class Session(DebugControl):
         self._resume("step")
 
     def next(self) -> None:
-        """Step over: stop at the next line of this frame (or its caller on return)."""
+        """Step over: stop at the next line of this frame; once it has returned, at the
+        next line run anywhere (pdb's ``next``; docs/stepping.md)."""
         self._resume("next")
 
     def step_out(self) -> None:
-        """Run until the selected frame returns, then stop in its caller."""
+        """Run until the selected frame returns, then stop at the next line run: in its
+        caller, or in the next call on the caller's line (pdb's ``return``, then ``step``;
+        docs/stepping.md)."""
         self._resume("step_out")
 
     def _resume(self, op: str, thread: Optional[int] = None) -> None:
