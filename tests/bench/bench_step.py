@@ -59,17 +59,24 @@ loop()
 
 
 def next_pause(s: Any, after: int, timeout: float = 10.0) -> Any:
-    """The first pause with an id above ``after`` (waits on the session's own condition)."""
+    """The first pause with an id above ``after``, woken by the session's event listener."""
     deadline = time.monotonic() + timeout
-    with s._state:
-        while True:
-            for p in s.pauses():
-                if p.pause_id > after:
-                    return p
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"no pause after {after}")
-            s._state.wait(left)
+
+    def found() -> Any:
+        return next((p for p in s.pauses() if p.pause_id > after), None)
+
+    state = getattr(s, "pause_state", None)
+    if state is not None:  # the session's pause state (client/pause_state.py)
+        pause = state.wait_for(found, deadline)
+    else:  # the session before it had its pause state split out: its own condition
+        with s._state:
+            pause = found()
+            while pause is None and time.monotonic() < deadline:
+                s._state.wait(deadline - time.monotonic())
+                pause = found()
+    if pause is None:
+        raise TimeoutError(f"no pause after {after}")
+    return pause
 
 
 def main() -> None:
