@@ -16,6 +16,8 @@ import threading
 from types import FrameType, TracebackType
 from typing import Any, Optional
 
+from . import forks  # noqa: F401  # a forked child forgets the parent's server (forks.py)
+
 __all__ = ["set_trace", "listen", "post_mortem", "install_excepthook", "__version__"]
 __version__ = "0.1.0"
 
