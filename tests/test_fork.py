@@ -20,7 +20,7 @@ from conftest import wait_until
 # The parent waits for every child with a deadline of its own and prints how each ended,
 # so that a child that never exits shows as "hung", not as a test that hangs.
 FORKING_JOB = """
-import multiprocessing, os, sys, time
+import multiprocessing, os, sys, threading, time
 import bridge
 
 def waited(pid, deadline=20.0):
@@ -93,6 +93,8 @@ def test_forked_children_exit_and_leave_the_parent_server_alone(target: Any, att
     try:
         child.wait(20)
         assert child.eval("marker, os.getpid()") == ("child", child_pid)
+        lock = child.eval("threading.Lock()")  # a live reference: the child's own table
+        assert lock.acquire(False) and lock.locked()
         assert child.info["endpoint"] != endpoint
         child.cont()
     finally:

@@ -32,10 +32,8 @@ def forget_parent_state() -> None:
     if server is not None:
         server.forget_inherited()
     refs = sys.modules.get("bridge.refs")
-    if refs is not None:
-        # The handles belong to the parent's clients; the child's clients start afresh.
-        _inherited.append(refs.TABLE)
-        refs.TABLE = refs.RefTable()
+    if refs is not None:  # the handles belong to the parent's clients
+        _inherited.append(refs.TABLE.forget_inherited())
     # bulk.py's outbox and data server check the pid themselves: the child makes its own.
 
 
