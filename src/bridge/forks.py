@@ -34,6 +34,9 @@ def forget_parent_state() -> None:
     refs = sys.modules.get("bridge.refs")
     if refs is not None:  # the handles belong to the parent's clients
         _inherited.append(refs.TABLE.forget_inherited())
+    guarded = sys.modules.get("bridge.guarded")
+    if guarded is not None:  # its helper threads are the parent's
+        guarded.forget_inherited()
     # bulk.py's outbox and data server check the pid themselves: the child makes its own.
 
 

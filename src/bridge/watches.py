@@ -11,7 +11,7 @@ from types import FrameType
 from typing import Dict, List, Sequence
 
 from . import frames as frame_access
-from .summaries import summarize
+from .summaries import safe_repr
 
 _watched: tuple = ()
 
@@ -55,7 +55,7 @@ def evaluate(frame: FrameType, exprs: Sequence[str]) -> Dict[str, str]:
     for expr in exprs:
         try:
             value = frame_access.run_code(frame, compile(expr, "<watch>", "eval"), eval_mode=True)
-            out[expr] = summarize(value)["repr"]
+            out[expr] = safe_repr(value)
         except Exception as exc:
             out[expr] = f"<{type(exc).__name__}: {exc}>"
     return out
