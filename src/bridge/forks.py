@@ -37,6 +37,9 @@ def forget_parent_state() -> None:
     guarded = sys.modules.get("bridge.guarded")
     if guarded is not None:  # its helper threads are the parent's
         guarded.forget_inherited()
+    stack_room = sys.modules.get("bridge.stack_room")
+    if stack_room is not None:  # the pauses that opened rooms are the parent's
+        stack_room.forget_inherited()
     # bulk.py's outbox and data server check the pid themselves: the child makes its own.
 
 
