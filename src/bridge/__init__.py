@@ -93,11 +93,15 @@ atexit.register(_say_unreported)
 
 def listen(host: str = "127.0.0.1", port: int = 0) -> str:
     """Make this process attachable without pausing; return the endpoint. Idempotent."""
-    from . import server, tracing_hook
+    room = stack_room.open_room()  # the first call imports ZeroMQ: never half-way (stack_room.py)
+    try:
+        from . import server, tracing_hook
 
-    srv = server.get_server(host if host != "127.0.0.1" else None, port or None)
-    tracing_hook.enable_pause_on_demand()
-    return srv.endpoint
+        srv = server.get_server(host if host != "127.0.0.1" else None, port or None)
+        tracing_hook.enable_pause_on_demand()
+        return srv.endpoint
+    finally:
+        room.close()
 
 
 def post_mortem(tb: Optional[TracebackType] = None, *, timeout: Optional[float] = None) -> None:
