@@ -22,7 +22,7 @@ from conftest import wait_until
 # ``down`` finds the deepest frame the limit allows: down(deepest) could call nothing.
 # at(0, deepest - 1 - k) calls set_trace from a frame k frames above the one that can
 # still make exactly one call, so k = 0 is set_trace as the last frame the limit allows.
-JOB = """
+DEPTHS = """
 import sys
 import bridge
 
@@ -35,9 +35,10 @@ def down(n):
 def at(n, target):
     if n < target:
         return at(n + 1, target)
-    bridge.set_trace()
-    return n
+    {at_the_bottom}
+"""
 
+JOB = DEPTHS.format(at_the_bottom="bridge.set_trace()\n    return n") + """
 deepest = down(0)
 limit = sys.getrecursionlimit()
 for k in [int(a) for a in sys.argv[1:]]:
@@ -123,22 +124,7 @@ def test_set_trace_near_the_recursion_limit(target: Any, ks: List[int]) -> None:
     _run(target, ks)
 
 
-BREAK_JOB = """
-import sys
-import bridge
-
-def down(n):
-    try:
-        return down(n + 1)
-    except RecursionError:
-        return n
-
-def at(n, target):
-    if n < target:
-        return at(n + 1, target)
-    here = n  # @break
-    return here
-
+BREAK_JOB = DEPTHS.format(at_the_bottom="here = n  # @break\n    return here") + """
 deepest = down(0)
 bridge.set_trace()  # the client sets the breakpoint here
 for k in (20, 8):
