@@ -33,6 +33,8 @@ VALUE_DEADLINE_S = 1.0
 #: Longest the user's code may take to describe all the values of one frame; the values
 #: left after it get placeholders (builtin values are still described).
 FRAME_DEADLINE_S = 3.0
+#: Less time than this left in a frame's budget is not worth a helper's call.
+_MIN_BUDGET_S = 0.05
 
 _LENGTH_TYPES = (list, tuple, dict, set, frozenset, str, bytes, bytearray)
 
@@ -63,7 +65,7 @@ def summarize(value: Any, *, limit: int = REPR_LIMIT, deadline: Optional[float] 
         except NeedsUserCode:  # a container holding something else: the guarded way
             pass
     budget = VALUE_DEADLINE_S if deadline is None else min(VALUE_DEADLINE_S, deadline - time.monotonic())
-    if budget <= 0:
+    if budget < _MIN_BUDGET_S:
         return _placeholder(value, "skipped: the frame's time for summaries ran out")
     try:
         ok, out = guarded.run(lambda v: _describe(v, limit, strict=False), value, budget)
@@ -74,8 +76,13 @@ def summarize(value: Any, *, limit: int = REPR_LIMIT, deadline: Optional[float] 
 
 def summarize_frame(namespace: Mapping[str, Any]) -> Dict[str, Dict[str, Any]]:
     """:func:`summarize` of every variable, the user's code bounded by :data:`FRAME_DEADLINE_S` in all."""
-    deadline = time.monotonic() + FRAME_DEADLINE_S
+    deadline = frame_deadline()
     return {name: summarize(value, deadline=deadline) for name, value in namespace.items()}
+
+
+def frame_deadline() -> float:
+    """The ``deadline`` for the summaries of one frame (or one pause's watches) starting now."""
+    return time.monotonic() + FRAME_DEADLINE_S
 
 
 def _describe(value: Any, limit: int, strict: bool) -> Dict[str, Any]:
