@@ -4,11 +4,11 @@ A pause runs framebridge's code *under* the user's frame: the pause loop, each o
 pickle, and on first use the imports of ZeroMQ and the op modules (about 80 frames deep
 in all, more on 3.11 and older, where C calls count too). A ``set_trace()`` close to the
 recursion limit would raise RecursionError into the job, or in the middle of an import,
-leaving a half-imported module behind for good. So each pause opens a :class:`Room`
-first (:func:`open_room`): the limit is raised by :data:`HEADROOM` frames for as long as a pause is open,
-and set back when the last one closes (unless the job changed it in the meantime). The
-limit is process-wide: while a deep pause is open, other threads get that much more room
-too, a bounded and temporary difference.
+leaving a half-imported module behind for good. So each pause first opens a
+:class:`Room` (:func:`open_room`): the limit is raised by :data:`HEADROOM` frames for as
+long as a pause is open, and set back when the last one closes (unless the job changed
+it in the meantime). The limit is process-wide: while a deep pause is open, other
+threads get that much more room too, a bounded and temporary difference.
 
 On 3.12 and later only Python frames count, so the limit is raised only when the pause
 is within :data:`HEADROOM` frames of it. Up to 3.11 C calls count as well and cannot be
