@@ -349,6 +349,23 @@ def huge_header(draw: Any) -> List[bytes]:
     return [header(v=V, id=1, op="status", args={"pad": pad})]
 
 
+@st.composite
+def bad_spill(draw: Any) -> List[bytes]:
+    """A header whose ``spill`` (fields moved to the last frame) is malformed or lies (never
+    a well-formed one: that would run the op, and ``cont`` would resume the target)."""
+    names = draw(st.one_of(not_list_of_str, st.just([]), st.lists(st.sampled_from(sorted(protocol.ENVELOPE_FIELDS)),
+                                                                    min_size=1, max_size=2),
+                           st.just(["args"])))
+    op = draw(st.sampled_from(["status", "eval", "set", "cont", "threads"]))
+    body = draw(st.one_of(st.binary(max_size=64), json_values.map(lambda v: json.dumps(v).encode()),
+                          st.dictionaries(st.sampled_from(["args", "release", "pause_id", "id"]), json_values,
+                                          max_size=3).map(lambda d: json.dumps(d).encode())))
+    if names == ["args"] and body.startswith(b"{") and json.loads(body).keys() == {"args"}:
+        body = b'{"args": 1}'  # the one well-formed case: make its args wrong
+    frames = draw(st.sampled_from([[], [body], [b"", body]]))
+    return [header(v=V, id=draw(st.integers(0, 2**31)), op=op, spill=names, nbuf=len(frames)), *frames]
+
+
 def batches(strategy: Any) -> Any:
     return st.lists(strategy, min_size=3, max_size=10)
 
@@ -415,6 +432,12 @@ def test_lane_malformed_garbage_and_unknown(fuzz_target, lane, data):
     msgs = data.draw(batches(st.one_of(malformed_header(), garbage_header(), unknown_op_request(),
                                        wrong_frame_count(), wrongly_typed_transport_fields(fuzz_target))))
     expect_errors(lane, fuzz_target, "lane_malformed", msgs)
+
+
+@settings(FUZZ, max_examples=150)
+@given(msgs=batches(bad_spill()))
+def test_bad_spills(fuzz_target, raw, msgs):
+    expect_errors(raw, fuzz_target, "bad_spill", msgs)
 
 
 @settings(FUZZ, max_examples=40)

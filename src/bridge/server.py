@@ -207,8 +207,12 @@ class Server:
             return list(self.pauses.values())
 
     def stop(self, timeout: float = 2.0) -> None:
-        """Stop serving, remove the connection file. Safe to call twice."""
-        if self._stopped.is_set():
+        """Stop serving, remove the connection file. Safe to call twice.
+
+        Does nothing in a forked child: there the server is the parent's (its threads do not
+        exist, its sockets are the parent's), and touching it would hang the child (forks.py).
+        """
+        if self._stopped.is_set() or os.getpid() != self.pid:
             return
         self._stopped.set()
         if self.thread.is_alive() and threading.current_thread() is not self.thread:
@@ -457,6 +461,7 @@ class PushSink:
 
 _server: Optional[Server] = None
 _server_lock = threading.Lock()
+_stop_registered = False
 
 
 def get_server(host: Optional[str] = None, port: Optional[int] = None) -> Server:
@@ -465,7 +470,7 @@ def get_server(host: Optional[str] = None, port: Optional[int] = None) -> Server
     Raises :class:`startup.StartError` (one line: what is wrong, how to fix it) when it
     cannot start; a failed start leaves no thread or socket behind, and the next call tries again.
     """
-    global _server
+    global _server, _stop_registered
     with _server_lock:
         if _server is None or _server.pid != os.getpid():
             host = host or os.environ.get("BRIDGE_HOST") or "127.0.0.1"
@@ -477,7 +482,9 @@ def get_server(host: Optional[str] = None, port: Optional[int] = None) -> Server
             except Exception as exc:
                 raise startup.explain(exc, host, port) from None
             _server = server
-            atexit.register(_server.stop)
+            if not _stop_registered:
+                _stop_registered = True
+                atexit.register(_stop_at_exit)
             from .capture import install
 
             install(record=True)  # the job's output tail, for as long as bridge is active
@@ -489,12 +496,19 @@ def current_server() -> Optional[Server]:
     return _server if _server is not None and _server.pid == os.getpid() else None
 
 
-def _forget_server_in_child() -> None:
-    # A forked child has the parent's objects but none of its threads: start afresh.
+def _stop_at_exit() -> None:
+    # Registered once: the server of the process that is exiting, never an inherited one.
+    server = current_server()
+    if server is not None:
+        server.stop()
+
+
+def forget_inherited() -> None:
+    """In a forked child, right after fork: forget the parent's server (forks.py).
+
+    The child has the parent's Server object but none of its threads, and its sockets are
+    the parent's; it starts a server of its own if it ever needs one.
+    """
     global _server, _server_lock
     _server = None
-    _server_lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_server_in_child)
+    _server_lock = threading.Lock()  # another thread may have held it at the fork

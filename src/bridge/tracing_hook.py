@@ -69,11 +69,35 @@ _installed: Dict[int, bool] = {}
 def _install_stop_handler(debugger: Any) -> None:
     if _installed.get(id(debugger)):
         return
-    from . import pause
+    from . import pause, stack_room, startup
     from .own_code import user_frames
 
     def on_stop(frame: FrameType, reason: str, info: Dict[str, Any]) -> str:
-        return pause.serve(user_frames(frame), reason, info=info)
+        # A breakpoint or a step deep in a recursion: room for our frames first, and never
+        # a RecursionError out of here (it would leave the trace function, into the job).
+        try:
+            room = stack_room.open_room()
+        except RecursionError:
+            _no_room()
+            return "continue"
+        try:
+            return pause.serve(user_frames(frame), reason, info=info)
+        except RecursionError:
+            _no_room()
+            return "continue"
+        except startup.StartError as exc:  # a broken setup: say so, the job goes on (startup.py)
+            startup.report(exc)
+            return "continue"
+        finally:
+            room.close()
 
     debugger.set_stop_handler(on_stop)
     _installed[id(debugger)] = True
+
+
+def _no_room() -> None:
+    try:
+        print("bridge: cannot stop at a breakpoint or step here: no room left below the recursion limit "
+              "(sys.setrecursionlimit); the job goes on", file=sys.__stderr__)
+    except Exception:  # not even room for that
+        pass

@@ -140,7 +140,7 @@ class Channel:
         request_id = next(_request_ids)
         msg = protocol.request_message(request_id, op, args, frames, pause_id=pause_id, release=release,
                                        bulk=bulk, bulk_in=bulk_in)
-        if frames:
+        if len(msg) > 1:  # value frames, or a header too big to be one (protocol.py: spill)
             self.socket.send_multipart(msg, copy=False)
         else:  # the common case: one small frame, sent as a copy
             self.socket.send(msg[0])
