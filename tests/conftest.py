@@ -1,24 +1,25 @@
-"""Shared fixtures: isolated key/runtime dirs and real target subprocesses.
+"""Shared fixtures: isolated key/runtime dirs, real target processes, the in-process harness.
 
 Every test gets its own BRIDGE_CONFIG_DIR and BRIDGE_RUNTIME_DIR (so keys and connection
-files never leak between tests or into the user's real ones), and `target` starts real
-Python processes that run framebridge, then kills exactly those processes by pid.
+files never leak between tests or into the user's real ones); ``target`` starts real
+Python processes that run framebridge (inline source, or a named script of
+``tests/targets/``) and kills exactly those processes by pid; ``inproc`` runs bridge's
+server in the test process itself (tests/harness.py); ``raw_client`` opens hand-made
+protocol connections (tests/rawclient.py). tests/README.md says how to use each.
 """
 
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
-import textwrap
-import time
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List
 
 import pytest
 
-SRC = str(Path(__file__).resolve().parent.parent / "src")
+# The helpers live in modules of their own; their names stay importable from here.
+from target_process import SRC, Launcher, Target, file_markers, line_of  # noqa: F401
+from waiting import wait_for, wait_until  # noqa: F401
 
 #: Interpreters of other CPython versions with framebridge installed, by version:
 #: ``FRAMEBRIDGE_TEST_PYTHONS="3.9=/path/bin/python 3.14=/path/bin/python"``. `.ci/run`
@@ -41,26 +42,6 @@ def other_python(version: str) -> str:
     return path
 
 
-def line_of(source: str, name: str) -> int:
-    """Line number of the ``# @name`` marker in ``source`` (as written to the file)."""
-    for n, text in enumerate(textwrap.dedent(source).splitlines(), 1):
-        if text.rstrip().endswith(f"# @{name}"):
-            return n
-    raise KeyError(name)
-
-
-def wait_until(predicate, timeout: float = 10.0, what: str = "condition", interval: float = 0.02) -> None:
-    """Poll ``predicate`` until true; AssertionError after ``timeout``.
-
-    For state with nothing to wait on (files in /dev/shm, state a listener thread sets).
-    """
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-
-
 @pytest.fixture(autouse=True)
 def bridge_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Dict[str, Path]:
     """Private config and runtime dirs for this test, exported to the environment."""
@@ -74,115 +55,49 @@ def bridge_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Dict[str, Pa
     return {"config": config, "runtime": runtime}
 
 
-class Target:
-    """A real target process running a script; its output is collected in a file."""
-
-    def __init__(self, script: Path, proc: subprocess.Popen, out_path: Path) -> None:
-        self.script = script
-        self.proc = proc
-        self.pid = proc.pid
-        self.out_path = out_path
-
-    def output(self) -> str:
-        """Everything the target printed so far (stdout and stderr)."""
-        return self.out_path.read_text(errors="replace")
-
-    def wait_exit(self, timeout: float = 20.0) -> int:
-        """Wait for the target to exit; return its exit code."""
-        return self.proc.wait(timeout)
-
-    def wait_output(self, text: str, timeout: float = 20.0) -> str:
-        """Wait until ``text`` appears in the output; return the output."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            out = self.output()
-            # Only complete lines count: the target may be half-way through writing one.
-            if text in out[: out.rfind("\n") + 1]:
-                return out
-            if self.proc.poll() is not None:
-                out = self.output()
-                if text in out:
-                    return out
-                raise AssertionError(f"target exited ({self.proc.returncode}) without printing {text!r}:\n{out}")
-            time.sleep(0.02)  # polling a file for output: the file has no notification to wait on
-        raise AssertionError(f"timed out waiting for {text!r} in target output:\n{self.output()}")
-
-    def connection_file(self) -> Path:
-        """Path of this target's connection file."""
-        return Path(os.environ["BRIDGE_RUNTIME_DIR"]) / f"bridge-{self.pid}.json"
-
-    def wait_attachable(self, timeout: float = 20.0) -> Path:
-        """Wait until the connection file exists."""
-        path = self.connection_file()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if path.exists():
-                return path
-            if self.proc.poll() is not None:
-                raise AssertionError(f"target exited ({self.proc.returncode}) before listening:\n{self.output()}")
-            time.sleep(0.02)  # the connection file has no notification to wait on
-        raise AssertionError(f"target {self.pid} never became attachable:\n{self.output()}")
-
-    def wait_paused_in_file(self, timeout: float = 20.0) -> Path:
-        """Wait until the connection file records a pause (the target's last rewrite of it)."""
-        import json
-
-        path = self.wait_attachable(timeout)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if json.loads(path.read_text()).get("paused"):
-                    return path
-            except ValueError:
-                pass  # replaced under us: read again
-            time.sleep(0.02)  # the connection file has no notification to wait on
-        raise AssertionError(f"target {self.pid} never recorded a pause:\n{self.output()}")
-
-    def kill(self) -> None:
-        """Kill the target (by its pid, which we started) and reap it."""
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                pass
+@pytest.fixture
+def target(tmp_path: Path) -> Iterator[Launcher]:
+    """Starts real target processes: ``target(source, *args, env=None, python=None)`` runs
+    Python ``source`` (dedented, written to a file); ``target.script("etl_like", *args)``
+    runs the named script ``tests/targets/etl_like.py``. Both return a
+    :class:`~target_process.Target`. Every process started is killed at the end of the test.
+    """
+    launcher = Launcher(tmp_path)
+    yield launcher
+    launcher.close()
 
 
 @pytest.fixture
-def target(tmp_path: Path) -> Iterator:
-    """Factory: ``target(source, *args, env=None, python=None)`` starts a real target process.
+def raw_client() -> Iterator[Any]:
+    """Factory: ``raw_client(where, lane=None, keypair=None, plaintext=False, monitor=0)``
+    opens a :class:`~rawclient.RawClient` (``where``: a Target, a Session, a connection-info
+    dict); every one is closed at the end of the test."""
+    from rawclient import RawClient
 
-    ``source`` is Python code (dedented) written to a file and run with ``python file args``.
-    Every process started is killed at the end of the test.
-    """
-    started: List[Target] = []
+    opened: List[RawClient] = []
 
-    def start(source: str, *args: str, env: Optional[Dict[str, str]] = None,
-              python: Optional[str] = None, module_args: Optional[List[str]] = None,
-              name: str = "target.py") -> Target:
-        script = tmp_path / name
-        script.write_text(textwrap.dedent(source))
-        out_path = tmp_path / f"{name}.{len(started)}.out"
-        full_env = dict(os.environ)
-        full_env["PYTHONPATH"] = SRC + os.pathsep + full_env.get("PYTHONPATH", "")
-        full_env["PYTHONUNBUFFERED"] = "1"
-        full_env.update(env or {})
-        argv = [python or sys.executable]
-        argv += module_args if module_args is not None else [str(script)]
-        argv += list(args)
-        with open(out_path, "wb") as out:
-            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=full_env,
-                                    cwd=str(tmp_path), start_new_session=True)
-        t = Target(script, proc, out_path)
-        started.append(t)
-        return t
+    def open_client(where: Any, **kwargs: Any) -> RawClient:
+        client = RawClient.to(where, **kwargs)
+        opened.append(client)
+        return client
 
-    yield start
-    for t in started:
-        t.kill()
+    yield open_client
+    for client in opened:
+        client.close()
+
+
+@pytest.fixture
+def inproc(bridge_dirs: Dict[str, Path]) -> Iterator[Any]:
+    """bridge's real server in the test process (tests/harness.py): ``inproc.run_paused(job)``
+    pauses a worker thread, ``inproc.attach()`` is a real Session on it, ``inproc.raw()`` a
+    raw client. Teardown resumes and stops everything and fails the test on any leak."""
+    from harness import InProcessBridge
+
+    bridge = InProcessBridge()
+    try:
+        yield bridge
+    finally:
+        bridge.close()
 
 
 @pytest.fixture
@@ -209,3 +124,35 @@ def attach_to():
             s.close()
         except Exception:
             pass
+
+
+@pytest.fixture
+def frontend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator:
+    """A real kernel (inheriting this test's BRIDGE_* dirs) and a widget frontend on it
+    (tests/widget_frontend.py), for the kernel-level panel tests."""
+    from bridge.keys import process_alive
+    from jupyter_client import KernelManager
+
+    from widget_frontend import WidgetFrontend
+
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "jupyter-runtime"))
+    # IPC sockets, not TCP: jupyter_client picks free ports before the kernel binds them,
+    # a race that other processes on a busy machine sometimes win ("Address already in use").
+    km = KernelManager(kernel_name="python3", transport="ipc", ip=str(tmp_path / "kernel"))
+    km.kernel_spec.argv[0] = sys.executable  # the kernel runs this interpreter, src/ first
+    env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    km.start_kernel(cwd=str(tmp_path), env=env)
+    pid = km.provisioner.process.pid
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=60)
+        fe = WidgetFrontend(kc)
+        while fe.pump(0.05):
+            pass
+        yield fe
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+        if process_alive(pid):  # last resort, the pid we started
+            os.kill(pid, signal.SIGKILL)

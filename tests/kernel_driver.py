@@ -28,7 +28,9 @@ class Kernel:
         full_env = dict(os.environ if env is None else env)
         full_env.pop("BRIDGE_WAIT_TIMEOUT", None)
         full_env["PYTHONPATH"] = SRC + os.pathsep + full_env.get("PYTHONPATH", "")
-        self.km = KernelManager(kernel_name="python3", ip="127.0.0.1")
+        # IPC sockets, not TCP: jupyter_client picks free ports before the kernel binds them,
+        # a race that other processes on a busy machine sometimes win.
+        self.km = KernelManager(kernel_name="python3", transport="ipc", ip=os.path.join(cwd, "kernel"))
         # The kernel must run this interpreter: framebridge is installed here, src/ first.
         self.km.kernel_spec.argv[0] = sys.executable
         self.km.start_kernel(cwd=cwd, env=full_env)

@@ -20,6 +20,8 @@ from client.errors import AuthenticationError
 from client.session import Session
 from client.transport import Channel, handshake
 
+from conftest import wait_until
+
 PAUSED = """
 import bridge
 x = 41
@@ -109,7 +111,11 @@ def test_plaintext_client_is_refused_and_logged(target, attach_to):
     try:
         started = time.monotonic()
         sock.connect(info["endpoint"])
-        sock.send_multipart(protocol.request_message(1, "hello"))
+        try:
+            # Non-blocking: once the target has hung up, a DEALER with no peer would block.
+            sock.send_multipart(protocol.request_message(1, "hello"), zmq.NOBLOCK)
+        except zmq.Again:
+            pass  # refused before the message could even be queued
         assert monitor.poll(int(REFUSAL_BUDGET_S * 1000)), "no handshake outcome"
         from zmq.utils.monitor import parse_monitor_message
 
@@ -173,3 +179,75 @@ def test_non_loopback_bind_needs_explicit_host_and_still_requires_keys(target, a
     finally:
         s.close()
     wait_for_line(t, "unauthorized key")
+
+
+# --- revoking a key ----------------------------------------------------------------------------------
+
+REVOKED = "no longer serves client key"
+
+TWO_PAUSES = """
+import bridge
+for round in range(2):
+    x = round
+    bridge.set_trace()
+print("done", flush=True)
+"""
+
+
+def refused_within(call, budget: float = 5.0) -> AuthenticationError:
+    """Call ``call`` until it raises AuthenticationError (revocations apply within ~1 s)."""
+    deadline = time.monotonic() + budget
+    while True:
+        try:
+            call()
+        except AuthenticationError as exc:
+            return exc
+        assert time.monotonic() < deadline, "a revoked key is still served"
+        time.sleep(0.05)  # polling the target: the revocation has no event of its own
+
+
+def test_revoking_a_key_cuts_its_open_sessions_on_every_path(target, attach_to, bridge_dirs):
+    kept = keys.KeyPair(*(k.decode("ascii") for k in zmq.curve_keypair()))
+    assert keys.authorize_key(kept.public, comment="a colleague who stays")
+    revoked = keys.load_client_keypair()
+    t = target(TWO_PAUSES)
+    s = attach_to(t)  # the key to be revoked
+    pause = s.wait(20)
+    deadline = time.monotonic() + 10
+    while s._lanes.channel(pause) is None:  # its lane connects beside the first requests
+        assert time.monotonic() < deadline, "the lane never connected"
+        assert s.eval("x") == 0
+    other = Session(s.info, keypair=kept, timeout=10)
+    try:
+        other.wait(20)
+
+        path = bridge_dirs["config"] / keys.AUTHORIZED_KEYS_FILE
+        keys.write_private_file(path, f"{kept.public}  # only the colleague now\n".encode())
+
+        # The open session is refused on its lane, then on the server socket, its events stop.
+        assert REVOKED in str(refused_within(lambda: s.eval("x")))
+        with pytest.raises(AuthenticationError, match=REVOKED):
+            s.request("status")
+        with pytest.raises(AuthenticationError, match="refused our client key"):
+            client.attach(t.pid, timeout=10)
+        assert other.eval("x") == 0  # the colleague is served throughout
+
+        other.cont()
+        second = other.wait(20)
+        assert second.pause_id != pause.pause_id
+        # A new pause: its lane refuses the revoked key at the handshake, and the server
+        # socket, which the session falls back to, refuses its requests.
+        with pytest.raises(AuthenticationError, match=REVOKED):
+            s.eval("x")
+        assert other.eval("x") == 1
+        # Its event subscription was told once, at the first event after the revocation,
+        # and dropped: it heard of neither the resume nor the new pause.
+        wait_until(lambda: isinstance(s.pause_state.failure, AuthenticationError), what="the refusal event")
+        assert REVOKED in str(s.pause_state.failure)
+        assert second.pause_id not in [p.pause_id for p in s.pauses()], "a revoked session still gets events"
+        other.cont()
+    finally:
+        other.close()
+    t.wait_output("done")
+    assert t.wait_exit() == 0
+    assert f"refused a request from client key {keys.fingerprint(revoked.public)}" in t.output()

@@ -1,4 +1,4 @@
-"""The bulk path (bridge/bulk.py): big values leave the CURVE channel, safely.
+"""The bulk path (bridge/bulk/): big values leave the CURVE channel, safely.
 
 End-to-end against real targets: the path is chosen and used, the write direction works,
 the bytes on the wire are ciphertext (a recording TCP relay sits between client and
@@ -46,7 +46,7 @@ def expected_big() -> np.ndarray:
 
 def our_segments(pid: int) -> List[str]:
     prefix = bulk.segment_prefix(pid)
-    return [n for n in os.listdir(bulk.SHM_DIR) if n.startswith(prefix)]
+    return [n for n in os.listdir(bulk.shm_dir()) if n.startswith(prefix)]
 
 
 
@@ -261,11 +261,13 @@ def test_interrupted_transfer_leaves_the_session_usable(target, attach_to, monke
 
 
 def test_tampered_chunk_fails_authentication():
+    from bridge.bulk import aes
+
     data = memoryview(bytearray(os.urandom(3 * 1024 + 5)))
-    transfer = bulk.Transfer(token=b"t" * 16, key=os.urandom(32), buffers=[data], chunk=1024)
+    key = os.urandom(32)
     a, b = socket.socketpair()
     try:
-        bulk.send_stream(a, transfer)
+        aes.send_stream(a, key, [data], 1024)
         a.shutdown(socket.SHUT_WR)
         raw = bytearray()
         while True:
@@ -283,7 +285,7 @@ def test_tampered_chunk_fails_authentication():
         try:
             x.sendall(stream)
             x.shutdown(socket.SHUT_WR)
-            return bulk.recv_stream(y, transfer.key, [data.nbytes], 1024)
+            return aes.recv_stream(y, key, [data.nbytes], 1024)
         finally:
             x.close()
             y.close()
@@ -295,28 +297,32 @@ def test_tampered_chunk_fails_authentication():
         receive(bytes(raw))
 
 
-def _ring_pair(buffers, slot: int, slots: int):
-    """Send ``buffers`` through a real owner-only ring between two threads; what arrived."""
-    from bridge import ring
+def _ring_pair(buffers, slot: int, slots: int, monkeypatch):
+    """Send ``buffers`` through a real owner-only ring between two threads, through the shm
+    mode's transfer interface (export, send, check, receive); what arrived."""
+    from bridge.bulk import shm
 
+    monkeypatch.setattr(shm, "RING_SLOT_BYTES", slot)
+    monkeypatch.setattr(shm, "RING_SLOTS", slots)
+    mode = bulk.TRANSFER_MODES["shm"]
     sizes = [memoryview(b).nbytes for b in buffers]
-    chunk, count = ring.ring_shape(sizes, slot, slots)
-    path, sender_map = bulk.create_segment(chunk * count)
-    transfer = bulk.Transfer(token=b"t" * 16, key=b"", buffers=[memoryview(b) for b in buffers], chunk=chunk,
-                             ring=sender_map)
+    fields, transfer = mode.export([memoryview(b) for b in buffers], b"t" * 16)
+    chunk, count = transfer.chunk, fields["ring_bytes"] // transfer.chunk
+    path = fields["ring"]
+    checked = mode.check(dict(fields, chunk=chunk))
     a, b = socket.socketpair()
     errors = []
 
     def send():
         try:
-            bulk.send_transfer(a, transfer)
+            bulk.send_transfer(a, transfer)  # by the transfer's mode, from the table
         except BaseException as exc:
             errors.append(exc)
 
     sender = threading.Thread(target=send)
     sender.start()
     try:
-        received = bulk.recv_ring_transfer(b, path, chunk * count, sizes, chunk)
+        received = mode.receive(b, checked, sizes, chunk)
     finally:
         sender.join(10)
         a.close()
@@ -327,24 +333,25 @@ def _ring_pair(buffers, slot: int, slots: int):
     return received, chunk, count
 
 
-def test_ring_moves_many_buffers_through_few_slots():
+def test_ring_moves_many_buffers_through_few_slots(monkeypatch):
     writable = np.arange(300_001, dtype=np.int64)  # not a multiple of the slot
     read_only = os.urandom(70_000)  # bytes: no address to memmove from, copied by slice
     tiny = bytearray(b"z" * 3)
-    received, chunk, count = _ring_pair([writable, read_only, tiny], slot=64 << 10, slots=3)
+    received, chunk, count = _ring_pair([writable, read_only, tiny], slot=64 << 10, slots=3, monkeypatch=monkeypatch)
     assert (chunk, count) == (64 << 10, 3)  # ~39 chunks went round a 3-slot ring
     assert np.array_equal(np.frombuffer(received[0], dtype=np.int64), writable)
     assert bytes(received[1]) == read_only
     assert bytes(received[2]) == bytes(tiny)
 
 
-def test_ring_of_a_small_transfer_is_no_bigger_than_its_value():
-    (received,), chunk, count = _ring_pair([bytearray(b"q" * 5000)], slot=4 << 20, slots=4)
+def test_ring_of_a_small_transfer_is_no_bigger_than_its_value(monkeypatch):
+    (received,), chunk, count = _ring_pair([bytearray(b"q" * 5000)], slot=4 << 20, slots=4, monkeypatch=monkeypatch)
     assert (chunk, count) == (5000, 1)
     assert bytes(received) == b"q" * 5000
 
 
 def test_ring_receiver_fails_cleanly_when_the_sender_breaks_the_protocol():
+    mode = bulk.TRANSFER_MODES["shm"]
     for stream, message in ((b"", "closed"), (b"X", "unexpected")):
         path, mapping = bulk.create_segment(4096)
         mapping.close()
@@ -353,7 +360,7 @@ def test_ring_receiver_fails_cleanly_when_the_sender_breaks_the_protocol():
             x.sendall(stream)
             x.shutdown(socket.SHUT_WR)
             with pytest.raises(bulk.BulkError, match=message):
-                bulk.recv_ring_transfer(y, path, 4096, [10_000], 4096)
+                mode.receive(y, (path, 4096), [10_000], 4096)
         finally:
             x.close()
             y.close()

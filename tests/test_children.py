@@ -16,18 +16,19 @@ import shutil
 import site
 import subprocess
 import sys
+import sysconfig
 import time
 import venv
 import zipfile
 from pathlib import Path
-from typing import Any, List
+from typing import Any, Dict, List
 
 import pytest
 
 import client
 from bridge import keys
 from bridge.children import ENV_VAR
-from conftest import SRC
+from conftest import SRC, wait_until
 
 ROOT = Path(SRC).parent
 PTH = Path(SRC) / "framebridge-children.pth"
@@ -72,6 +73,16 @@ def paths_for_children() -> List[str]:
 def site_packages(env_dir: Path) -> Path:
     found = sorted(env_dir.glob("lib/python*/site-packages")) or sorted(env_dir.glob("Lib/site-packages"))
     return found[0]
+
+
+def running_site_packages() -> Dict[str, Any]:
+    """The running interpreter's site-packages: every entry's name, and the mtime of those
+    of framebridge's install (an uninstall removes them, a reinstall rewrites them)."""
+    found: Dict[str, Any] = {}
+    for directory in {Path(p) for p in (sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"])}:
+        for entry in directory.iterdir():
+            found[str(entry)] = entry.stat().st_mtime_ns if "framebridge" in entry.name else None
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -163,6 +174,47 @@ def test_a_forked_child_of_an_attachable_process_exits(target, children_python):
     assert t.wait_exit(20) == 0
 
 
+def test_a_child_forked_while_a_parent_thread_held_framebridge_locks_serves(target):
+    """The locks of framebridge's process-wide state (reply cache, bulk data server and
+    outbox) may be held by a parent's thread at the fork: the child's own server must
+    not wait for them (bridge/forks.py). Here a thread holds all of them across the fork."""
+    t = target("""
+        import os, sys, threading
+        import bridge
+        from bridge import outcomes
+        from bridge.bulk import dataport, outgoing
+
+        bridge.listen(children=True)
+        held, done = threading.Event(), threading.Event()
+
+        def hold():
+            with dataport._data_server_lock, outgoing._outbox_lock, outcomes.CACHE._lock:
+                held.set()
+                done.wait(60)
+
+        threading.Thread(target=hold, daemon=True).start()
+        held.wait(60)
+        pid = os.fork()
+        if pid == 0:
+            rows = [1, 2, 3]
+            bridge.set_trace()
+            sys.exit(0)
+        done.set()
+        print("child", pid, flush=True)
+        os.waitpid(pid, 0)
+        print("child reaped", flush=True)
+    """)
+    child = int(t.wait_output("child ", timeout=30).split()[1])
+    wait_until(lambda: keys.connection_path(child).exists(), 30, "the child's connection file")
+    with client.attach(child, timeout=10) as s:  # hello, bulk_hello (the data server), subscribe
+        s.wait(20)
+        assert s.eval("sum(rows)") == 6
+        assert len(s.eval("bytes(8 << 20)")) == 8 << 20  # a reply through the bulk path (the outbox)
+        s.cont()
+    assert "child reaped" in t.wait_output("child reaped", timeout=30)
+    assert t.wait_exit(20) == 0
+
+
 def test_forks_framebridge_makes_itself_start_no_server(target, children_python):
     from client.playground import run_playground
 
@@ -183,7 +235,9 @@ def test_forks_framebridge_makes_itself_start_no_server(target, children_python)
 def test_the_pth_hook_ships_in_wheels_and_editable_installs(tmp_path, target):
     """Build the wheel and an editable install the way users do (pip, setuptools) from a copy
     of this checkout; each puts the hook at the top of site-packages, and a python of
-    each venv started with the variable becomes attachable."""
+    each venv started with the variable becomes attachable. The running interpreter's
+    pip does the installs, into the temporary venvs only: the running environment (where
+    framebridge itself is installed) is left exactly as it was."""
     source = tmp_path / "checkout"
     for name in ("src", "pyproject.toml", "setup.py", "MANIFEST.in", "README.md"):
         if (ROOT / name).is_dir():
@@ -192,6 +246,7 @@ def test_the_pth_hook_ships_in_wheels_and_editable_installs(tmp_path, target):
             (source / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(ROOT / name, source / name)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    running = running_site_packages()
     built = subprocess.run(pip + ["wheel", "--no-deps", "-w", str(tmp_path / "dist"), str(source)],
                            capture_output=True, text=True, timeout=300)
     if built.returncode != 0 and "No matching distribution" in built.stderr + built.stdout:
@@ -205,11 +260,16 @@ def test_the_pth_hook_ships_in_wheels_and_editable_installs(tmp_path, target):
         env_dir = tmp_path / f"{kind}-venv"
         venv.EnvBuilder(with_pip=False, symlinks=os.name != "nt").create(env_dir)
         packages = site_packages(env_dir)
+        # --target implies --ignore-installed; with --prefix pip would otherwise uninstall the
+        # framebridge it finds installed in the running environment before installing.
         installed = subprocess.run(pip + ["install", "--no-deps", "--target", str(packages)] + spec
                                    if kind == "wheel" else
-                                   pip + ["install", "--no-deps", "--prefix", str(env_dir)] + spec,
+                                   pip + ["install", "--no-deps", "--ignore-installed", "--prefix", str(env_dir)] + spec,
                                    capture_output=True, text=True, timeout=300)
         assert installed.returncode == 0, installed.stderr
+        now = running_site_packages()
+        assert {k: v for k, v in now.items() if k in running} == running, \
+            f"pip install ({kind}) changed the running environment: {sorted(set(running) ^ set(now))}"
         assert (packages / PTH.name).read_bytes() == PTH.read_bytes(), sorted(p.name for p in packages.iterdir())
         # framebridge's dependencies from the running interpreter (no network), read first
         deps = [p for p in paths_for_children()[1:]]

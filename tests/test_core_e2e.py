@@ -8,39 +8,18 @@ import sys
 import time
 
 import pytest
-import zmq
 
 import client
-from bridge import keys, protocol
-
-ETL_LIKE = """
-    import bridge
-
-    def transform(batch):
-        rows = [r * 2 for r in batch]
-        threshold = 3
-        factor = 10
-        def scale(v):
-            return v * factor
-        bridge.set_trace()
-        kept = [scale(r) for r in rows if r > threshold]
-        print("kept", kept, "threshold", threshold, flush=True)
-        return kept
-
-    def main():
-        label = "outer"
-        return transform([1, 2, 3])
-
-    main()
-    print("done", flush=True)
-"""
+from bridge import protocol
+from rawclient import stranger_keypair
 
 
 def test_attach_inspect_fix_continue(target, attach_to):
-    t = target(ETL_LIKE)
+    t = target.script("etl_like")
     s = attach_to(t)
     pause = s.wait(5)
     assert pause.function == "transform" and pause.reason == "set_trace"
+    assert pause.line == t.line("pause")
     assert s.paused
 
     stack = s.stack()
@@ -66,7 +45,7 @@ def test_attach_inspect_fix_continue(target, attach_to):
 
 
 def test_select_up_down_work_on_caller_frames(target, attach_to):
-    t = target(ETL_LIKE)
+    t = target.script("etl_like")
     s = attach_to(t)
     s.up()
     assert s.eval("label") == "outer"
@@ -225,12 +204,7 @@ def test_connection_file_is_private_and_removed_at_exit(target, attach_to, bridg
 
 
 def test_sessions_drops_dead_processes(target, bridge_dirs):
-    t = target("""
-        import bridge, time
-        bridge.listen()
-        print("listening", flush=True)
-        time.sleep(60)
-    """)
+    t = target.script("listening")
     t.wait_output("listening")
     path = t.connection_file()
     assert [s.pid for s in client.sessions()] == [t.pid]
@@ -247,21 +221,12 @@ def test_attach_with_no_target_says_so():
         client.attach(999999)
 
 
-def test_unauthorized_key_is_refused_fast_and_target_keeps_serving(target, attach_to, tmp_path):
-    t = target("""
-        import bridge
-        def f():
-            x = 41
-            bridge.set_trace()
-            print("x", x, flush=True)
-        f()
-    """)
+def test_unauthorized_key_is_refused_fast_and_target_keeps_serving(target, attach_to):
+    t = target.script("paused_local")
     good = attach_to(t)
-    info = keys.read_connection_file(t.connection_file())
-    stranger = zmq.curve_keypair()
     start = time.monotonic()
     with pytest.raises(client.AuthenticationError, match="refused our client key"):
-        client.Session(info, keypair=keys.KeyPair(stranger[0].decode(), stranger[1].decode()))
+        client.Session(t.connection_info(), keypair=stranger_keypair())
     assert time.monotonic() - start < 2.0
     assert "refused a client with an unauthorized key" in t.wait_output("unauthorized key")
     good.set(x=42)
@@ -284,50 +249,24 @@ def test_dead_target_gives_session_lost(target, attach_to):
     assert time.monotonic() - start < 5.0
 
 
-def test_malformed_and_mismatched_messages_get_error_replies(target, attach_to):
-    t = target("""
-        import bridge
-        def f():
-            y = 5
-            bridge.set_trace()
-            print("y", y, flush=True)
-        f()
-    """)
+def test_malformed_and_mismatched_messages_get_error_replies(target, attach_to, raw_client):
+    t = target.script("paused_local")
     s = attach_to(t)
-    info = keys.read_connection_file(t.connection_file())
-    pair = keys.load_client_keypair()
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.DEALER)
-    try:
-        sock.curve_serverkey = info["server_key"].encode()
-        sock.curve_publickey = pair.public.encode()
-        sock.curve_secretkey = pair.secret.encode()
-        sock.linger = 0
-        sock.connect(info["endpoint"])
+    raw = raw_client(t)  # the user's own key: authorized, so every message gets a reply
+    V = protocol.PROTOCOL_VERSION
 
-        def ask(frames):
-            sock.send_multipart(frames)
-            assert sock.poll(5000), "no reply"
-            header = json.loads(sock.recv_multipart()[0])
-            assert header["ok"] is False
-            return header["error"]
-
-        err = ask([json.dumps({"v": 99, "id": 1, "op": "hello"}).encode()])
-        assert err["type"] == "ProtocolError" and "version 99" in err["message"]
-        err = ask([b"\xff\xfe not json"])
-        assert err["type"] == "ProtocolError" and "JSON" in err["message"]
-        err = ask([json.dumps({"v": protocol.PROTOCOL_VERSION, "id": 2, "op": "no_such_op"}).encode()])
-        assert err["type"] == "UnknownOp"
-        err = ask([json.dumps({"v": protocol.PROTOCOL_VERSION, "id": 3, "op": "eval", "args": {"expr": 5}}).encode()])
-        assert err["type"] == "BadRequest" and "expr" in err["message"]
-        err = ask([json.dumps({"v": protocol.PROTOCOL_VERSION, "id": 4, "op": "set", "nbuf": 1}).encode(), b"garbage"])
-        assert err["type"] in ("UnpicklingError", "BadRequest", "ValueError", "EOFError")
-    finally:
-        sock.close(0)
-        ctx.term()
-    assert s.eval("y") == 5  # the target is unharmed
+    err = raw.ask({"v": 99, "id": 1, "op": "hello"}).error
+    assert err["type"] == "ProtocolError" and "version 99" in err["message"]
+    err = raw.ask([b"\xff\xfe not json"]).error
+    assert err["type"] == "ProtocolError" and "JSON" in err["message"]
+    assert raw.ask({"v": V, "id": 2, "op": "no_such_op"}).error_type == "UnknownOp"
+    err = raw.ask({"v": V, "id": 3, "op": "eval", "args": {"expr": 5}}).error
+    assert err["type"] == "BadRequest" and "expr" in err["message"]
+    raw.send_header({"v": V, "id": 4, "op": "set", "nbuf": 1}, b"garbage")
+    assert raw.receive().error_type in ("UnpicklingError", "BadRequest", "ValueError", "EOFError")
+    assert s.eval("x") == 41  # the target is unharmed
     s.cont()
-    assert "y 5" in t.wait_output("y 5")
+    assert "x 41" in t.wait_output("x 41")
 
 
 def test_threads_lists_paused_and_running(target, attach_to):
@@ -397,12 +336,12 @@ def test_exec_output_does_not_capture_other_threads(target, attach_to):
 def test_a_session_subscribes_once_and_keeps_its_pause_objects(target, attach_to):
     # The subscription's handshake event may be read after its reply; counting it late
     # must not look like a reconnect (a re-subscribe would replace every PauseInfo).
-    t = target("import bridge\nx = 1\nbridge.set_trace()\n")
+    t = target.script("paused_module")
     s = attach_to(t)
     pause = s.wait(20)
     seen = "__import__('bridge.server').server.current_server().clients_seen"
     deadline = time.monotonic() + 1.0  # five of the listener's 0.2 s receive slices
     while time.monotonic() < deadline:
         assert s.wait(1) is pause
-        assert s.eval("x") == 1
+        assert s.eval("x") == 41
     assert s.eval(seen) == 2  # one hello, one subscribe

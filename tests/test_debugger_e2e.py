@@ -228,6 +228,8 @@ def test_breakpoints_condition_hits_temporary_clear(target, attach_to):
         s.break_at(script + ".missing", 3)
     with pytest.raises(BreakpointError, match="does not compile"):
         s.break_at(script, line_of(LOOP, "body"), condition="i ==")
+    if sys.version_info < (3, 12):  # breakpoints are compiled into the code: no tracer
+        assert s.eval("__import__('bridge.tracing').tracing.get_debugger().mechanism") == "code patching"
     tmp = s.break_at(script, line_of(LOOP, "ret"), temporary=True)
     assert [b.id for b in s.breakpoints()] == [bp.id, tmp.id]
     first = s.wait().pause_id
@@ -306,6 +308,14 @@ def _where(p) -> tuple:
     return (p.function.rsplit(".", 1)[-1], p.line)
 
 
+def _finish(s, t, output: str) -> None:
+    """Clear every breakpoint, continue, and see the program print ``output`` and exit 0."""
+    s.clear(all=True)
+    s.cont()
+    t.wait_output(output)
+    assert t.wait_exit(WAIT) == 0
+
+
 def _do(s, action: str, last: int):
     getattr(s, action)()
     return next_pause(s, last)
@@ -371,10 +381,7 @@ def test_step_across_an_exception_from_a_breakpoint(target, attach_to):
     if p.line == L("out2"):
         p = _do(s, "next", p.pause_id)
     assert _where(p) == ("outer", L("out3")) and s.eval("r") == 15
-    s.clear(all=True)
-    s.cont()
-    t.wait_output("result 15")
-    assert t.wait_exit(WAIT) == 0
+    _finish(s, t, "result 15")
 
 
 def test_step_out_across_an_exception(target, attach_to):
@@ -448,3 +455,167 @@ def test_inject_into_a_314_process_that_never_imported_bridge(target):
         s.cont()
     finally:
         s.close()
+
+
+# ----------------------------------------------------------------- stepping defects (docs/stepping.md)
+
+
+def _run_bridge(target, source: str, *runner_args: str, name: str = "prog.py"):
+    """``python -m bridge [runner_args] prog.py`` on ``source``."""
+    return target(source, name=name, module_args=["-m", "bridge", *runner_args, name])
+
+
+def test_stepping_past_the_end_under_the_runner_lets_the_program_finish(target, attach_to):
+    """`x = 1` under `python -m bridge --wait`: one step past the end finishes the program,
+    as pdb's does (it used to stop in runpy, then hang at exit inside pyzmq)."""
+    t = _run_bridge(target, "x = 1\n", "--wait")
+    s = attach_to(t)
+    p = s.wait()
+    assert p.reason == "start" and p.line == 1
+    s.step()
+    assert t.wait_exit(WAIT) == 0
+    assert "Traceback" not in t.output()
+
+
+def test_stepping_past_the_end_after_set_trace_lets_the_program_finish(target, attach_to):
+    src = """
+        import bridge
+        bridge.set_trace()  # @trace
+        x = 1  # @last
+    """
+    t = target(src)
+    s = attach_to(t)
+    p = s.wait()
+    assert p.line == line_of(src, "trace")
+    p = _do(s, "step", p.pause_id)
+    assert p.line == line_of(src, "last") and p.file.endswith("target.py")
+    s.step()  # past the last line: threading's shutdown, then exit handlers (the server's own)
+    assert t.wait_exit(WAIT) == 0
+    assert "Traceback" not in t.output()
+
+
+def test_stepping_into_an_uncaught_exception_stops_only_in_the_program(target, attach_to):
+    """Every step stops in the program, up to the post-mortem pause (it used to stop in
+    posixpath, pyzmq, traceback.py, linecache.py: the runner's and the pause loop's code)."""
+    src = """
+        def fail():
+            raise ValueError("boom")  # @raise
+
+        x = 1
+        fail()
+    """
+    t = _run_bridge(target, src, "--wait")
+    s = attach_to(t)
+    p = s.wait()
+    seen = [(p.function, p.line)]
+    for _ in range(12):
+        p = _do(s, "step", p.pause_id)
+        if p.reason == "post_mortem":
+            break
+        assert p.file.endswith("prog.py"), f"stopped outside the program: {p}"
+        seen.append((p.function, p.line))
+    assert p.reason == "post_mortem" and (p.function, p.line) == ("fail", line_of(src, "raise")), seen
+    s.cont()
+    assert t.wait_exit(WAIT) == 1
+
+
+def test_a_stopped_frames_locals_are_freed_when_it_returns(target, attach_to):
+    """Nothing of the engine or the pause keeps a stopped frame alive: its locals go when
+    the function returns, without a garbage collection (they used to live until the
+    next one: a cycle through the engine's own frame)."""
+    src = """
+        import gc, bridge
+        gc.disable()  # only reference counting may free the object
+
+        class Resource:
+            def __del__(self):
+                print("freed", flush=True)
+
+        def work():
+            resource = Resource()
+            bridge.set_trace()
+            after = 1  # @after
+            return after
+
+        work()
+        print("returned", flush=True)
+        bridge.set_trace()  # @end
+    """
+    t = target(src)
+    s = attach_to(t)
+    p = s.wait()
+    p = _do(s, "next", p.pause_id)  # a stop made by the engine, not only set_trace
+    assert p.line == line_of(src, "after")
+    p = _do(s, "cont", p.pause_id)
+    assert p.line == line_of(src, "end")
+    out = t.output()
+    assert "freed" in out and out.index("freed") < out.index("returned"), out
+    s.cont()
+    assert t.wait_exit(WAIT) == 0
+
+
+def test_step_out_after_a_call_in_an_expression_steps_into_the_next_call(target, attach_to):
+    """step_out is pdb's `return` then `step`: out of a() in `x = a() + b()`, the next
+    line run is b()'s first."""
+    src = """
+        import bridge
+
+        def a():
+            bridge.set_trace()
+            return 1  # @a
+
+        def b():
+            return 2  # @b
+
+        x = a() + b()
+        print("x", x, flush=True)
+    """
+    t = target(src)
+    s = attach_to(t)
+    p = s.wait()
+    p = _do(s, "next", p.pause_id)
+    assert (p.function, p.line) == ("a", line_of(src, "a"))
+    p = _do(s, "step_out", p.pause_id)
+    assert (p.function, p.line) == ("b", line_of(src, "b"))
+    s.cont()
+    t.wait_output("x 3")
+    assert t.wait_exit(WAIT) == 0
+
+
+def test_breakpoint_in_a_function_the_paused_program_has_not_defined_yet(target, attach_to):
+    """Paused before its first line, the program has no `work` yet: the breakpoint gets
+    into `work` when the program defines it (code patching watches the running module)."""
+    src = """
+        import time
+
+        def work(i):
+            return i * 2  # @work
+
+        total = sum(work(i) for i in range(3))
+        print("total", total, flush=True)
+    """
+    t = _run_bridge(target, src, "--wait")
+    s = attach_to(t)
+    p = s.wait()
+    s.break_at(str(t.script), line_of(src, "work"), condition="i == 1")
+    p = _do(s, "cont", p.pause_id)
+    assert p.reason == "breakpoint" and (p.function, p.line) == ("work", line_of(src, "work"))
+    assert s.eval("i") == 1
+    _finish(s, t, "total 6")
+
+
+def test_breakpoint_in_a_loop_already_running_at_module_level(target, attach_to):
+    t = target(BUSY)
+    t.wait_output("ready")
+    s = attach_to(t, wait_pause=False)
+    bp = s.break_at(str(t.script), line_of(BUSY, "busy"), condition="n % 1000 == 0")
+    p = s.wait(WAIT)
+    assert p.reason == "breakpoint" and p.line == line_of(BUSY, "busy")
+    n = s.eval("n")
+    assert n % 1000 == 0
+    p = _do(s, "cont", p.pause_id)
+    assert s.eval("n") == n + 1000
+    s.clear(bp)
+    s.cont()
+    assert s.pause() is not None  # still running, still attachable after the clear
+    s.cont()

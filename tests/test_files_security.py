@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import stat
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -18,9 +23,26 @@ from client.session import Session
 
 NOBODY = 65534
 
+as_root = pytest.mark.skipif(os.geteuid() != 0, reason="acting as another user (nobody) needs root")
+
 
 def mode(path: Path) -> int:
     return stat.S_IMODE(path.lstat().st_mode)
+
+
+def as_nobody(*argv: str) -> subprocess.CompletedProcess:
+    """Run ``argv`` as the user nobody (really another uid: the kernel checks its rights)."""
+    return subprocess.run(list(argv), user=NOBODY, group=NOBODY, extra_groups=[], capture_output=True,
+                          text=True, timeout=30)
+
+
+@pytest.fixture
+def reachable_dir() -> Path:
+    """A fresh directory that other users can reach (pytest's tmp_path is root's alone)."""
+    path = Path(tempfile.mkdtemp(prefix="framebridge-test-", dir="/tmp"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 # --- permissions -----------------------------------------------------------------------------------
@@ -76,6 +98,73 @@ def test_symlinked_runtime_dir_is_refused(bridge_dirs, tmp_path):
     bridge_dirs["runtime"].symlink_to(real)
     with pytest.raises(keys.InsecurePathError, match="not a plain directory"):
         keys.runtime_dir()
+
+
+@as_root
+def test_a_squatted_default_runtime_dir_falls_back_to_a_private_one(reachable_dir, monkeypatch, target):
+    # With no XDG_RUNTIME_DIR (cron, containers, ssh without systemd) the runtime dir is
+    # <tmp>/framebridge-<uid>, a name anyone can take first in a world-writable tmp.
+    tmp = reachable_dir / "tmp"
+    tmp.mkdir()
+    tmp.chmod(0o1777)
+    home = reachable_dir / "home"
+    home.mkdir(mode=0o700)
+    squatted = tmp / f"framebridge-{os.getuid()}"
+    made = as_nobody("mkdir", "-m", "777", str(squatted))  # the other user, first
+    assert made.returncode == 0, made.stderr
+    for name in ("BRIDGE_RUNTIME_DIR", "XDG_RUNTIME_DIR", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # gettempdir() reads TMPDIR again
+    assert tempfile.gettempdir() == str(tmp)
+
+    t = target("import bridge\nx = 5\nbridge.set_trace()\n")
+    deadline = time.monotonic() + 20
+    while not [s for s in client.sessions() if s.pid == t.pid]:  # the notebook finds it
+        assert t.proc.poll() is None and time.monotonic() < deadline, t.output()
+        time.sleep(0.05)  # the connection file has no notification to wait on
+    fallback = keys.runtime_dir()
+    assert fallback.parent == home / ".cache" / "framebridge" and mode(fallback) == 0o700
+    assert keys.connection_path(t.pid).exists()
+    s = client.attach(t.pid)
+    try:
+        s.wait(20)
+        assert s.eval("x") == 5
+        s.cont()
+    finally:
+        s.close()
+    assert t.wait_exit() == 0
+    out = t.output()
+    assert "another user may have made it first" in out and f"using {fallback} instead" in out
+    assert "cannot write connection file" not in out
+    # Nothing of ours went into the other user's directory, and they cannot make ours.
+    assert squatted.stat().st_uid == NOBODY and not any(squatted.iterdir())
+    assert as_nobody("mkdir", "-p", str(home / ".cache" / "elsewhere")).returncode != 0
+
+
+@as_root
+@pytest.mark.parametrize("setting, shared_mode", [("BRIDGE_RUNTIME_DIR", 0o1777), ("BRIDGE_CONFIG_DIR", 0o2775)],
+                         ids=["runtime-dir-1777", "config-dir-2775"])
+def test_a_shared_directory_is_refused_and_left_open_to_those_who_share_it(setting, shared_mode, reachable_dir,
+                                                                          monkeypatch, target):
+    # /tmp-like (sticky, 1777) or a team's directory (set-group-ID, 2775), owned by us: a
+    # chmod 700 would lock every other user out of it (as root with /tmp: the whole machine).
+    shared = reachable_dir / "shared"
+    shared.mkdir()
+    os.chown(shared, os.getuid(), NOBODY)  # the team's group: nobody is in it
+    shared.chmod(shared_mode)
+    monkeypatch.setenv(setting, str(shared))
+    locate = keys.runtime_dir if setting == "BRIDGE_RUNTIME_DIR" else keys.config_dir
+    with pytest.raises(keys.InsecurePathError, match=f"shared directory .*set {setting} to a directory of your own"):
+        locate()
+    t = target("import bridge\nbridge.set_trace()\nprint('went on', flush=True)\n")
+    assert t.wait_exit(20) == 0
+    out = t.output()
+    assert "not pausing" in out and "shared directory" in out and "went on" in out
+    assert mode(shared) == shared_mode
+    made = as_nobody("touch", str(shared / "theirs"))
+    assert made.returncode == 0, made.stderr  # the others can still use it
 
 
 def test_readable_key_file_is_refused_with_a_fix(bridge_dirs):

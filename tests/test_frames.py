@@ -159,3 +159,50 @@ def test_frame_label():
     label = frames.frame_label(sys._getframe())
     assert label["function"].endswith("test_frame_label")
     assert label["file"] == __file__
+
+
+# --- the same, through a real pause (tests/harness.py): the ops the client sends ----------------
+
+
+def test_set_through_a_pause_rebinds_a_cell_the_closure_sees(inproc):
+    import bridge
+
+    def job():
+        counter = 1
+
+        def read():
+            return counter
+
+        bridge.set_trace()
+        return counter, read()
+
+    worker = inproc.run_paused(job)
+    s = inproc.attach()
+    s.set(counter=5)
+    assert s.eval("counter") == 5
+    s.cont()
+    assert worker.join() == (5, 5)
+
+
+def test_delete_through_a_pause_unbinds_or_refuses_as_this_python_can(inproc):
+    import bridge
+    import client
+
+    def job():
+        doomed = 1
+        keep = 1
+        bridge.set_trace()
+        return keep, "doomed" in locals()
+
+    worker = inproc.run_paused(job)
+    s = inproc.attach()
+    if CAN_DELETE:
+        s.delete("doomed")
+        assert "doomed" not in s.locals()
+    else:
+        with pytest.raises(client.RemoteError, match="cannot delete the local") as refused:
+            s.frame_request("set", {"delete": ["doomed"]}, value={"keep": 2})
+        assert refused.value.remote_type == "FrameWriteError"
+        assert s.eval("(doomed, keep)") == (1, 1)  # all or nothing: keep was not written either
+    s.cont()
+    assert worker.join() == (1, not CAN_DELETE)

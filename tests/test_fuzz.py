@@ -15,15 +15,8 @@ keeps the pipe busy without giving up the one-reply-per-message check.
 from __future__ import annotations
 
 import json
-import os
 import pickle
-import signal
 import socket
-import subprocess
-import sys
-import textwrap
-import time
-from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
 import pytest
@@ -33,8 +26,10 @@ from hypothesis import strategies as st
 
 from bridge import keys, protocol, wire
 from client.session import Session
+from rawclient import RawClient
+from target_process import Launcher, Target
+from waiting import wait_for
 
-SRC = str(Path(__file__).resolve().parent.parent / "src")
 REPLY_WAIT_S = 5.0  # bounded wait for each reply
 
 FUZZ = settings(
@@ -47,41 +42,22 @@ FUZZ = settings(
                            HealthCheck.data_too_large, HealthCheck.filter_too_much],
 )
 
-TARGET_SOURCE = """
-import threading, time
-import bridge
-
-counter = [0]
-
-def work():
-    # The job's own work: it must go on while the fuzzer hammers the debugger.
-    while True:
-        counter[0] += 1
-        time.sleep(0.001)
-
-threading.Thread(target=work, name="worker", daemon=True).start()
-secret_value = 42
-bridge.set_trace()
-"""
-
 #: Messages sent per test (the report's total is their sum).
 SENT: Dict[str, int] = {}
 
 
 class FuzzTarget:
-    """The module's target process and what a client needs to reach it."""
+    """The module's target process (tests/targets/busy_worker.py) and what a client needs to reach it."""
 
-    def __init__(self, proc: subprocess.Popen, info: Dict[str, Any], keypair: keys.KeyPair,
-                 out_path: Path, env: Dict[str, str]) -> None:
-        self.proc = proc
-        self.info = info
+    def __init__(self, target: Target, keypair: keys.KeyPair) -> None:
+        self.target = target
+        self.proc = target.proc
+        self.info = target.connection_info(paused=True)
         self.keypair = keypair
-        self.out_path = out_path
-        self.env = env
-        self.pause = info["paused"][0]
+        self.pause = self.info["paused"][0]
 
     def output(self) -> str:
-        return self.out_path.read_text(errors="replace")
+        return self.target.output()
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -109,73 +85,20 @@ def fuzz_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzTarget
         for k, v in env.items():
             mp.setenv(k, v)
         keypair = keys.load_client_keypair()  # created and authorized for this module's target
-    script = base / "target.py"
-    script.write_text(textwrap.dedent(TARGET_SOURCE))
-    out_path = base / "target.out"
-    full_env = dict(os.environ, **env, PYTHONPATH=SRC, PYTHONUNBUFFERED="1")
-    for name in ("BRIDGE_WAIT_TIMEOUT", "BRIDGE_HOST", "BRIDGE_PORT"):
-        full_env.pop(name, None)
-    with open(out_path, "wb") as out:
-        proc = subprocess.Popen([sys.executable, str(script)], stdout=out, stderr=subprocess.STDOUT,
-                                env=full_env, start_new_session=True)
+    # Module-scoped, so the test's own BRIDGE_* dirs do not apply: the module's, and none
+    # of the developer's settings.
+    launcher = Launcher(base, env=dict(env, BRIDGE_WAIT_TIMEOUT=None, BRIDGE_HOST=None, BRIDGE_PORT=None))
     try:
-        conn = base / "runtime" / f"bridge-{proc.pid}.json"
-        deadline = time.monotonic() + 20
-        info = None
-        while time.monotonic() < deadline and proc.poll() is None:
-            if conn.exists():
-                try:
-                    info = keys.read_connection_file(conn)
-                except (OSError, ValueError):
-                    info = None
-                if info and info.get("paused"):
-                    break
-            time.sleep(0.02)  # the connection file has no notification to wait on
-        assert info and info.get("paused"), f"target never paused:\n{out_path.read_text()}"
-        yield FuzzTarget(proc, info, keypair, out_path, env)
+        yield FuzzTarget(launcher.script("busy_worker"), keypair)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-
-
-class RawClient:
-    """An authorized CURVE DEALER that sends whatever frames it is given (to the server
-    socket, or to ``endpoint`` with ``server_key``: a pause's lane)."""
-
-    def __init__(self, target: FuzzTarget, endpoint: str = "", server_key: str = "") -> None:
-        self.context = zmq.Context()
-        self.socket = self.context.socket(zmq.DEALER)
-        self.socket.linger = 0
-        self.socket.curve_serverkey = (server_key or target.info["server_key"]).encode()
-        self.socket.curve_publickey = target.keypair.public.encode()
-        self.socket.curve_secretkey = target.keypair.secret.encode()
-        self.socket.connect(endpoint or target.info["endpoint"])
-
-    def exchange(self, messages: List[List[bytes]]) -> List[Dict[str, Any]]:
-        """Send every message, then collect exactly one reply header per message."""
-        for frames in messages:
-            self.socket.send_multipart(frames)
-        replies = []
-        for _ in messages:
-            assert self.socket.poll(int(REPLY_WAIT_S * 1000)), (
-                f"no reply within {REPLY_WAIT_S}s ({len(replies)} of {len(messages)} came)")
-            frames = self.socket.recv_multipart()
-            header = json.loads(frames[0])
-            assert isinstance(header, dict) and "ok" in header, header
-            replies.append(header)
-        return replies
-
-    def close(self) -> None:
-        self.socket.close(0)
-        self.context.term()
+        launcher.close()
 
 
 @pytest.fixture(scope="module")
 def raw(fuzz_target: FuzzTarget) -> Iterator[RawClient]:
-    c = RawClient(fuzz_target)
-    yield c
-    c.close()
+    """An authorized raw client on the target's server socket."""
+    with RawClient.to(fuzz_target.info, keypair=fuzz_target.keypair) as c:
+        yield c
 
 
 @pytest.fixture(scope="module")
@@ -184,21 +107,16 @@ def lane(fuzz_target: FuzzTarget) -> Iterator[RawClient]:
     s = fuzz_target.session()
     try:
         pause = s.wait(10)
-        deadline = time.monotonic() + 10
-        while "lane" not in pause.extra:  # named by its own event, right after the pause
-            assert time.monotonic() < deadline, "the pause never named its lane"
-            time.sleep(0.02)
-        port, key = pause.extra["lane"], pause.extra["lane_key"]
+        wait_for(lambda: "lane" in pause.extra, what="the pause to name its lane")  # its own event, right after
     finally:
         s.close()
-    c = RawClient(fuzz_target, f"tcp://127.0.0.1:{port}", key)
-    yield c
-    c.close()
+    with RawClient.to(fuzz_target.info, lane=pause, keypair=fuzz_target.keypair) as c:
+        yield c
 
 
 def expect_errors(raw: RawClient, target: FuzzTarget, name: str, messages: List[List[bytes]]) -> List[Dict[str, Any]]:
     try:
-        replies = raw.exchange(messages)
+        replies = raw.exchange(messages, REPLY_WAIT_S)
     except AssertionError as exc:
         raise AssertionError(f"{exc}\nsent: {messages}\ntarget alive: {target.alive()}\n"
                              f"target output:\n{target.output()[-3000:]}") from None
@@ -431,6 +349,23 @@ def huge_header(draw: Any) -> List[bytes]:
     return [header(v=V, id=1, op="status", args={"pad": pad})]
 
 
+@st.composite
+def bad_spill(draw: Any) -> List[bytes]:
+    """A header whose ``spill`` (fields moved to the last frame) is malformed or lies (never
+    a well-formed one: that would run the op, and ``cont`` would resume the target)."""
+    names = draw(st.one_of(not_list_of_str, st.just([]), st.lists(st.sampled_from(sorted(protocol.ENVELOPE_FIELDS)),
+                                                                    min_size=1, max_size=2),
+                           st.just(["args"])))
+    op = draw(st.sampled_from(["status", "eval", "set", "cont", "threads"]))
+    body = draw(st.one_of(st.binary(max_size=64), json_values.map(lambda v: json.dumps(v).encode()),
+                          st.dictionaries(st.sampled_from(["args", "release", "pause_id", "id"]), json_values,
+                                          max_size=3).map(lambda d: json.dumps(d).encode())))
+    if names == ["args"] and body.startswith(b"{") and json.loads(body).keys() == {"args"}:
+        body = b'{"args": 1}'  # the one well-formed case: make its args wrong
+    frames = draw(st.sampled_from([[], [body], [b"", body]]))
+    return [header(v=V, id=draw(st.integers(0, 2**31)), op=op, spill=names, nbuf=len(frames)), *frames]
+
+
 def batches(strategy: Any) -> Any:
     return st.lists(strategy, min_size=3, max_size=10)
 
@@ -499,6 +434,12 @@ def test_lane_malformed_garbage_and_unknown(fuzz_target, lane, data):
     expect_errors(lane, fuzz_target, "lane_malformed", msgs)
 
 
+@settings(FUZZ, max_examples=150)
+@given(msgs=batches(bad_spill()))
+def test_bad_spills(fuzz_target, raw, msgs):
+    expect_errors(raw, fuzz_target, "bad_spill", msgs)
+
+
 @settings(FUZZ, max_examples=40)
 @given(msgs=st.lists(huge_header(), min_size=1, max_size=2))
 def test_huge_headers(fuzz_target, raw, msgs):
@@ -529,30 +470,20 @@ def test_unauthenticated_random_bytes_do_nothing(fuzz_target, junk):
 
 def test_oversized_message_is_refused_unread(fuzz_target):
     """A frame over ZMQ_MAXMSGSIZE: the peer is cut off at the size field; nothing is buffered."""
-    c = RawClient(fuzz_target)
-    monitor = c.socket.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED)
-    try:
+    with RawClient.to(fuzz_target.info, keypair=fuzz_target.keypair, monitor=zmq.EVENT_DISCONNECTED) as c:
         # A first small request proves the connection is up and authenticated.
         assert c.exchange([[header(v=V, id=1, op="status", args={})]])[0]["ok"] is True
         rss_before = fuzz_target.rss_bytes()
         payload = bytearray(protocol.MAX_MESSAGE_BYTES + 1)
-        c.socket.send_multipart([header(v=V, id=2, op="set", args={}, nbuf=1), zmq.Frame(payload)], copy=False)
+        c.send([header(v=V, id=2, op="set", args={}, nbuf=1), zmq.Frame(payload)], copy=False)
         del payload
-        from zmq.utils.monitor import parse_monitor_message
-
-        deadline = time.monotonic() + 30
-        events = []
-        while time.monotonic() < deadline and zmq.EVENT_DISCONNECTED not in events:
-            if monitor.poll(500):
-                events.append(parse_monitor_message(monitor.recv_multipart())["event"])
-        assert zmq.EVENT_DISCONNECTED in events, "the target did not cut off an oversized message"
+        try:
+            c.wait_event(zmq.EVENT_DISCONNECTED, timeout=30)
+        except AssertionError:
+            raise AssertionError("the target did not cut off an oversized message") from None
         grown = fuzz_target.rss_bytes() - rss_before
         assert grown < protocol.MAX_MESSAGE_BYTES // 8, f"target RSS grew by {grown} bytes"
-        assert not c.socket.poll(200), "an oversized message got a reply"
-    finally:
-        c.socket.disable_monitor()
-        monitor.close(0)
-        c.close()
+        c.expect_nothing(0.2)  # an oversized message gets no reply
     assert fuzz_target.alive()
     SENT["oversized"] = SENT.get("oversized", 0) + 1
 
@@ -563,11 +494,8 @@ def test_after_the_fuzzing_the_target_and_a_normal_client_are_fine(fuzz_target):
         s.wait(10)
         assert s.eval("secret_value") == 42
         before = s.eval("counter[0]")
-        # The worker counts every ~1 ms; give it a bounded chance to show it is still running.
-        deadline = time.monotonic() + 10
-        while s.eval("counter[0]") == before and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert s.eval("counter[0]") > before, "the target's own work stopped"
+        # The worker counts every ~1 ms: it shows it still runs within the wait, or it stopped.
+        wait_for(lambda: s.eval("counter[0]") > before, 10, "the target's own work (its counter) to go on")
         assert s.locals()["secret_value"].repr == "42"
     finally:
         s.close()

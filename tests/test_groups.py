@@ -11,6 +11,8 @@ import pytest
 import client
 from bridge import keys
 from client import Group, NoSession, RemoteError, RequestTimeout
+from client.values import FrameRef
+from conftest import wait_for
 
 #: Worker i pauses with rows = [0, 1, ... i-1]; even workers pause in `check`, odd ones in
 #: `audit` (two stacks); worker 5's `slow()` sleeps past the test's deadline.
@@ -237,5 +239,46 @@ def test_a_member_reached_through_a_port_of_another_kind(target):
         assert g.cont().values() in ({"rank-0": 1}, {"rank-0": "exited"})
         assert "result 0 5" in worker.wait_output("result")
         assert port.sent >= 7  # hello, subscribe, group eval, eval, set, stack, cont: all through it
+    finally:
+        g.close()
+
+
+STEPPER = """
+    import bridge
+
+    total = 0
+    bridge.set_trace()
+    for i in range(1000):
+        total += i
+    print("total", total, flush=True)
+"""
+
+
+def test_a_member_that_steps_keeps_its_lane_from_one_stop_to_the_next(target):
+    """The target keeps a stepping thread's lane for its next stop (bridge/pause.py), and
+    so does the member's link (client/link_lanes.py): after the first stop, every stop's
+    frame requests go through that same lane, with no new connection or handshake."""
+    worker = target(STEPPER)
+    worker.wait_paused_in_file()
+    g = client.attach_all(pids=[worker.pid])
+    try:
+        [member] = g.wait(timeout=20)
+        lanes_used = []
+        for _ in range(4):
+            pause = member.current_pause()
+
+            def through_a_lane() -> Any:  # the first requests of a pause may take the server socket
+                reply = member.submit("eval", {"expr": "total"}, frame=True)
+                reply.result()
+                return reply.pending.via if reply.pending.via is not member._link.port else None
+
+            lanes_used.append(wait_for(through_a_lane, 20, "a frame request through the pause's lane"))
+            answer, _ = member.submit("next", {"frame": 0}, at=FrameRef(pause.thread, 0)).result()
+            member.pause_state.retire(int(answer["thread"]), int(answer["pause_id"]), reset_frame=True)
+            wait_for(lambda: member.paused and member.current_pause().pause_id != pause.pause_id, 20,
+                     "the next stop")
+        assert all(lane is lanes_used[0] for lane in lanes_used), lanes_used
+        assert lanes_used[0].routing_id and not lanes_used[0]._closed
+        assert g.cont().ok
     finally:
         g.close()

@@ -2,13 +2,16 @@
 
 JupyterLab runs on 127.0.0.1 with a token and throw-away dirs; its kernels inherit this
 test's BRIDGE_CONFIG_DIR / BRIDGE_RUNTIME_DIR, so the panel finds the target the test
-started. The test acts as a user: runs the panel cell, evaluates in the console, assigns
-a variable through it, clicks continue, and reads what the target printed.
+started. The test acts as a user: runs the panel cell, steps with the
+button and with F10, sets a breakpoint by clicking a line number and continues into it
+with F5, clicks a DataFrame and an array in the variables, opens the compact panel in
+the right sidebar, and reads the job's output as it runs. It saves a screenshot of each
+state under its tmp dir (``screenshots/``).
 
 Needs Debian's chromium (``apt-get install -y chromium``) and ``pip install jupyterlab
 playwright`` (no ``playwright install``: the browser is the system one). Skips, saying
 which is missing, without them. ``FRAMEBRIDGE_PANEL_SCREENSHOT=path`` also copies the
-panel screenshot there (used for docs/img/panel.png).
+screenshot of the plot state there (docs/img/panel.png).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -204,28 +208,53 @@ def lab(tmp_path: Path) -> Iterator[JupyterLab]:
 
 
 TARGET = """
-import bridge
+import time, bridge
+import numpy as np
+import pandas as pd
 
-def work():
-    total = 21
-    bridge.set_trace()
-    print(f"total after resume: {total}", flush=True)
+bridge.listen()  # attachable from the start: the job's output is kept from here on
 
-work()
+def train(epochs):
+    losses = np.exp(-np.linspace(0, 4, 400)) + 0.03 * np.sin(np.linspace(0, 60, 400))
+    history = pd.DataFrame({"epoch": range(epochs), "loss": losses[:epochs].round(4), "lr": [0.01] * epochs})
+    config = {"model": "mlp", "layers": [64, 32], "optimizer": {"name": "adam", "lr": 0.01}}
+    for epoch in range(epochs):  # @for
+        loss = float(losses[epoch])  # @loss
+        print(f"epoch {epoch} loss {loss:.4f}", flush=True)
+        if epoch == 2:
+            bridge.set_trace()  # @pause
+        total = loss * 2  # @next
+    return history
+
+train(6)
+for i in range(40):
+    print(f"evaluating batch {i}", flush=True)
+    time.sleep(0.1)
+print("finished", flush=True)
 """
+
+
+def _shot(page: Any, panel: Any, path: Path) -> None:
+    panel.screenshot(path=str(path))
+    assert path.stat().st_size > 5000, path
 
 
 def test_panel_in_jupyterlab(target: Any, lab: JupyterLab, tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
+    from conftest import line_of
+
+    line = {name: line_of(TARGET, name) for name in ("for", "loss", "pause", "next")}
     t = target(TARGET)
-    t.wait_attachable()
+    t.wait_paused_in_file()
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
     ms = TIMEOUT_S * 1000
     expect.set_options(timeout=ms)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS, timeout=ms)
         try:
-            ctx = browser.new_context(viewport={"width": 1280, "height": 1000})
+            ctx = browser.new_context(viewport={"width": 1280, "height": 1100})
             ctx.set_default_timeout(ms)
             ctx.set_default_navigation_timeout(ms)
             page = ctx.new_page()
@@ -235,57 +264,99 @@ def test_panel_in_jupyterlab(target: Any, lab: JupyterLab, tmp_path: Path) -> No
             page.goto(lab.url(NOTEBOOK.name), wait_until="domcontentloaded")
             page.locator(".jp-NotebookPanel .jp-CodeCell").first.wait_for(state="visible")
             page.wait_for_function(JS_KERNEL_IDLE, timeout=ms, polling=100)
+            page.evaluate("window.__fbSamePage = true")  # gone if a key reloads the page
 
             # Run the panel cell as a user does.
             page.locator(".jp-NotebookPanel .jp-CodeCell").first.locator(".jp-InputArea-editor").click()
             page.keyboard.press("Shift+Enter")
             panel = page.locator(".fb-panel")
             panel.wait_for(state="visible")
-            expect(page.locator(".fb-state")).to_contain_text("paused")
-            expect(page.locator(".fb-state")).to_contain_text("target.py:6")
-            expect(page.locator(".fb-vars")).to_contain_text("total")
-            expect(page.locator(".fb-stack select option").first).to_contain_text("#0 work()")
+            state, source = page.locator(".fb-state"), page.locator(".fb-source")
+            expect(state).to_contain_text("paused")
+            expect(state).to_contain_text(f"target.py:{line['pause']}")
+            expect(source.locator("tr.fb-cur")).to_have_attribute("data-line", str(line["pause"]))
+            expect(source.locator(".fb-src-title")).to_contain_text("in train()")
+            expect(page.locator(".fb-vars")).to_contain_text("history")
+            expect(page.locator(".fb-stack select option").first).to_contain_text("#0 train()")
             assert page.get_by_text("Error displaying widget").count() == 0
+            # The job's output, kept by the target since bridge.listen().
+            expect(page.locator(".fb-output")).to_contain_text("epoch 2 loss")
+            _shot(page, panel, shots / "1-paused.png")
 
-            def run_in_console(source: str) -> None:
-                box = page.locator(".fb-console-input input")
-                box.fill(source)
-                box.press("Enter")  # commits the value (continuous_update=False)
-                # Click only once the kernel has the value: it echoes it (pitfall #4).
-                expect(page.locator(".fb-console-echo")).to_have_text(f"next: {source}")
-                page.locator("button.fb-console-run").click()
-                expect(page.locator(".fb-console-log pre.fb-in").first).to_contain_text(f">>> {source}")
+            # The source view follows a `next`.
+            page.locator("button.fb-next").click()
+            expect(source.locator("tr.fb-cur")).to_have_attribute("data-line", str(line["next"]))
+            _shot(page, panel, shots / "2-next.png")
 
-            run_in_console("total * 2")
-            expect(page.locator(".fb-console-log pre.fb-out").first).to_have_text("42")
-            run_in_console("total = 99")
-            expect(page.locator(".fb-vars")).to_contain_text("99")
-            log = page.locator(".fb-console-log").inner_text()
-            assert log.index(">>> total = 99") < log.index(">>> total * 2"), log  # newest first
+            # F10 steps, once the panel has focus (a click on it).
+            page.locator(".fb-state").click()
+            expect(panel).to_have_class(re.compile(r"\bfb-armed\b"))
+            page.keyboard.press("F10")
+            expect(source.locator("tr.fb-cur")).to_have_attribute("data-line", str(line["for"]))
+            _shot(page, panel, shots / "3-f10.png")
 
-            # A breakpoint through the panel: add, see it listed (removed again below).
-            bp_box = page.locator(".fb-bp-input input")
-            bp_box.fill("target.py:7")
-            bp_box.press("Enter")
-            page.locator("button.fb-bp-add").click()
-            expect(page.locator(".fb-bp-list select option").first).to_contain_text("target.py:7")
+            # A breakpoint set by clicking a line number is hit (F5 continues into it).
+            source.locator(f"tr[data-line='{line['loss']}'] td.fb-gutter").click()
+            expect(source.locator(f"tr.fb-bp[data-line='{line['loss']}']")).to_have_count(1)
+            expect(page.locator(".fb-bp-list select option").first).to_contain_text(f"target.py:{line['loss']}")
+            page.keyboard.press("F5")
+            expect(state).to_contain_text(f"(breakpoint) at target.py:{line['loss']}")
+            expect(source.locator("tr.fb-cur")).to_have_attribute("data-line", str(line["loss"]))
+            assert page.evaluate("window.__fbSamePage === true"), "F5 reloaded the page"
+            _shot(page, panel, shots / "4-breakpoint.png")
 
-            shot = tmp_path / "panel.png"
-            panel.screenshot(path=str(shot))
-            page.screenshot(path=str(tmp_path / "page.png"))
-            assert shot.stat().st_size > 5000
+            # Click a DataFrame: a table; click a 1-D array: a plot.
+            page.locator(".fb-vars tr[data-key='history']").click()
+            table = page.locator(".fb-inspector table.dataframe")
+            expect(table).to_be_visible()
+            expect(table.locator("tbody tr")).to_have_count(6)
+            expect(page.locator(".fb-inspector")).to_contain_text("6 × 3")
+            _shot(page, panel, shots / "5-dataframe.png")
+
+            # The console runs in the selected frame.
+            box = page.locator(".fb-console-input input")
+            box.fill("history.loss.mean()")
+            box.press("Enter")  # commits the value (continuous_update=False)
+            # Click only once the kernel has the value: it echoes it (pitfall #4).
+            expect(page.locator(".fb-console-echo")).to_have_text("next: history.loss.mean()")
+            page.locator("button.fb-console-run").click()
+            expect(page.locator(".fb-console-log pre.fb-in").first).to_contain_text(">>> history.loss.mean()")
+            expect(page.locator(".fb-console-log pre.fb-out").first).to_contain_text("0.98605")
+            page.locator(".fb-vars tr[data-key='losses']").click()
+            plot = page.locator(".fb-inspector svg.fb-plot path.fb-line")
+            expect(plot).to_be_visible()
+            expect(page.locator(".fb-inspector")).to_contain_text("400")
+            shot = shots / "6-plot.png"
+            _shot(page, panel, shot)
             if os.environ.get("FRAMEBRIDGE_PANEL_SCREENSHOT"):
                 shutil.copy(shot, os.environ["FRAMEBRIDGE_PANEL_SCREENSHOT"])
 
-            page.locator(".fb-bp-list select").select_option(index=0)
-            page.locator("button.fb-bp-remove").click()
-            expect(page.locator(".fb-bp-list select option")).to_have_count(0)
+            # Clicking the number again clears the breakpoint (continuing must not stop there again).
+            source.locator(f"tr[data-line='{line['loss']}'] td.fb-gutter").click()
+            expect(source.locator("tr.fb-bp")).to_have_count(0)
+            # Right-click a number: the condition form sets a conditional breakpoint (never true here).
+            source.locator(f"tr[data-line='{line['next']}'] td.fb-gutter").click(button="right")
+            source.locator("input.fb-cond-input").fill("epoch == 99")
+            source.locator("input.fb-cond-input").press("Enter")
+            expect(source.locator(f"tr.fb-bp-cond[data-line='{line['next']}']")).to_have_count(1)
+            expect(page.locator(".fb-bp-list select option").first).to_contain_text("if epoch == 99")
 
-            page.locator("button.fb-cont").click()
-            out = t.wait_output("total after resume:")
-            assert "total after resume: 99" in out, out
+            # The compact panel in JupyterLab's right sidebar (the same panel, shown twice).
+            page.locator(".jp-NotebookPanel .jp-CodeCell").nth(1).locator(".jp-InputArea-editor").click()
+            page.keyboard.press("Shift+Enter")
+            side = page.locator("#jp-right-stack .fb-panel.fb-compact")
+            expect(side).to_be_visible()
+            expect(side.locator(".fb-source tr.fb-cur")).to_have_attribute("data-line", str(line["loss"]))
+            page.screenshot(path=str(shots / "7-sidebar.png"))
+
+            # Continue: the job's printed lines keep arriving in the output view while it runs.
+            page.locator(".jp-NotebookPanel button.fb-cont").click()
+            expect(page.locator(".jp-NotebookPanel .fb-output")).to_contain_text("evaluating batch 5")
+            expect(page.locator(".jp-NotebookPanel .fb-state")).to_contain_text("running")
+            _shot(page, page.locator(".jp-NotebookPanel .fb-panel"), shots / "8-running.png")
             assert t.wait_exit(TIMEOUT_S) == 0
-            expect(page.locator(".fb-state")).not_to_contain_text("paused")
+            out = t.output()
+            assert "epoch 5 loss" in out and "finished" in out, out
             lab.kernels = _children(lab.proc.pid)
             assert not errors, errors
         finally:

@@ -1,173 +1,45 @@
 """DebugPanel in a real IPython kernel, driven by a widget-frontend emulator.
 
 The kernel is a real ipykernel (jupyter_client), the target a real process paused by
-``bridge.set_trace()``. ``WidgetFrontend`` speaks the comm messages JupyterLab speaks:
-it tracks widget models, types into Text widgets, picks Select rows and clicks buttons,
-and finds widgets by the CSS classes the panel gives them (as the browser test does).
+``bridge.set_trace()``. ``WidgetFrontend`` (tests/widget_frontend.py) speaks the comm
+messages JupyterLab speaks and finds widgets by the CSS classes the panel gives them.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import queue
 import re
-import signal
 import statistics
-import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Tuple
+from typing import Any, Callable
 
 import pytest
-from bridge.keys import process_alive
 
 pytest.importorskip("ipywidgets")
 pytest.importorskip("ipykernel")
+pytest.importorskip("anywidget")
 jupyter_client = pytest.importorskip("jupyter_client")
 
+from widget_frontend import WidgetFrontend  # noqa: E402
+
 pytestmark = pytest.mark.kernel
-
-TIMEOUT = 30.0
-
-
-class WidgetFrontend:
-    """Stands in for the browser's widget manager, over a BlockingKernelClient.
-
-    Keeps every ``jupyter.widget`` model the kernel opens and applies its state updates,
-    noting the wall-clock time each update arrived (``history``), so tests can time how
-    fast the kernel pushed a change.
-    """
-
-    def __init__(self, kc: Any) -> None:
-        self.kc = kc
-        self.models: Dict[str, Dict[str, Any]] = {}
-        self.history: List[Tuple[float, str, Dict[str, Any]]] = []  # (time.time(), comm_id, state delta)
-        self.idle: Dict[str, float] = {}
-        self.outputs: Dict[str, List[Dict[str, Any]]] = {}
-
-    def pump(self, timeout: float) -> bool:
-        """Handle at most one iopub message; False if none came within ``timeout``."""
-        try:
-            msg = self.kc.get_iopub_msg(timeout=timeout)
-        except queue.Empty:
-            return False
-        now = time.time()
-        kind, content = msg["msg_type"], msg["content"]
-        parent = msg.get("parent_header", {}).get("msg_id", "")
-        if kind == "comm_open" and content.get("target_name") == "jupyter.widget":
-            state = dict(content["data"].get("state", {}))
-            self.models[content["comm_id"]] = state
-            self.history.append((now, content["comm_id"], state))
-        elif kind == "comm_msg" and content["comm_id"] in self.models:
-            data = content["data"]
-            if data.get("method") in ("update", "echo_update"):
-                self.models[content["comm_id"]].update(data.get("state", {}))
-                self.history.append((now, content["comm_id"], dict(data.get("state", {}))))
-        elif kind == "comm_close":
-            self.models.pop(content["comm_id"], None)
-        elif kind == "status" and content.get("execution_state") == "idle":
-            self.idle[parent] = now
-        elif kind in ("stream", "error", "execute_result", "display_data"):
-            self.outputs.setdefault(parent, []).append(dict(content, output_type=kind))
-        return True
-
-    def wait_for(self, predicate: Callable[[], Any], what: str, timeout: float = TIMEOUT) -> Any:
-        """Pump messages until ``predicate()`` is truthy; its value, or TimeoutError naming ``what``."""
-        deadline = time.monotonic() + timeout
-        while True:
-            value = predicate()
-            if value:
-                return value
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}")
-            self.pump(min(left, 0.1))
-
-    def find(self, css: str) -> str:
-        """comm id of the widget with CSS class ``css``."""
-        hits = [cid for cid, s in self.models.items() if css in s.get("_dom_classes", [])]
-        if len(hits) != 1:
-            raise KeyError(f"{len(hits)} widgets with class {css!r}")
-        return hits[0]
-
-    def state(self, css: str) -> Dict[str, Any]:
-        return self.models[self.find(css)]
-
-    def text(self, css: str) -> str:
-        """Visible text of an HTML/Label widget (tags stripped, entities decoded)."""
-        import html
-
-        value = re.sub(r"</(pre|div|p|tr)>|<br>", "\n", str(self.state(css).get("value", "")))
-        return html.unescape(re.sub(r"<[^>]+>", "", value)).strip()
-
-    def send(self, css: str, data: Dict[str, Any]) -> str:
-        msg = self.kc.session.msg("comm_msg", {"comm_id": self.find(css), "data": data})
-        self.kc.shell_channel.send(msg)
-        return msg["header"]["msg_id"]
-
-    def type(self, css: str, value: str) -> None:
-        """Type into a Text widget and wait until the kernel has handled it (pitfall #4)."""
-        msg_id = self.send(css, {"method": "update", "state": {"value": value}, "buffer_paths": []})
-        self.wait_for(lambda: msg_id in self.idle, f"kernel to take {value!r}")
-
-    def pick(self, css: str, index: int) -> None:
-        """Pick row ``index`` of a Select (the browser sends ``index``, not ``value``)."""
-        msg_id = self.send(css, {"method": "update", "state": {"index": index}, "buffer_paths": []})
-        self.wait_for(lambda: msg_id in self.idle, f"kernel to take index {index}")
-
-    def click(self, css: str) -> float:
-        """Click a button; returns the wall time the click was sent."""
-        assert not self.state(css).get("disabled"), f"{css} is disabled"
-        sent = time.time()
-        self.send(css, {"method": "custom", "content": {"event": "click"}})
-        return sent
-
-    def execute(self, code: str) -> Tuple[Dict[str, Any], List[Dict[str, Any]]]:
-        """Run a cell; (execute_reply content, its outputs)."""
-        msg_id = self.kc.execute(code)
-        self.wait_for(lambda: msg_id in self.idle, f"cell {code[:40]!r}")
-        reply = self.kc.get_shell_msg(timeout=TIMEOUT)
-        while reply["parent_header"].get("msg_id") != msg_id:
-            reply = self.kc.get_shell_msg(timeout=TIMEOUT)
-        return reply["content"], self.outputs.pop(msg_id, [])
-
-
-
-@pytest.fixture
-def frontend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[WidgetFrontend]:
-    """A real kernel (inheriting this test's BRIDGE_* dirs) and a widget frontend on it."""
-    from jupyter_client import KernelManager
-
-    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "jupyter-runtime"))
-    km = KernelManager(kernel_name="python3", ip="127.0.0.1")
-    km.start_kernel(cwd=str(tmp_path))
-    pid = km.provisioner.process.pid
-    kc = km.client()
-    kc.start_channels()
-    try:
-        kc.wait_for_ready(timeout=60)
-        fe = WidgetFrontend(kc)
-        while fe.pump(0.05):
-            pass
-        yield fe
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
-        if process_alive(pid):  # last resort, the pid we started
-            os.kill(pid, signal.SIGKILL)
-
 
 PANEL_CELL = "from client import DebugPanel\npanel = DebugPanel()\npanel"
 
 ROUNDS = 6
 TARGET = f"""
 import time, bridge
+import numpy as np
 
 def work(i):
     total = i * 2
     marker = f"round-{{i}}"
+    arr = np.arange(100.0) + i
     print(f"T0 {{i}} {{time.time()!r}}", flush=True)
-    bridge.set_trace()
+    if i % 2 == 0:
+        bridge.set_trace()  # @even
+    else:
+        bridge.set_trace()  # @odd
     print(f"total {{i}} {{total}}", flush=True)
 
 def finish():
@@ -178,6 +50,8 @@ for i in range({ROUNDS}):
 finish()
 """
 DONE_LINE = TARGET.splitlines().index('    print("done", flush=True)') + 1  # 1-based: line 1 is the empty one
+EVEN_LINE = TARGET.splitlines().index("        bridge.set_trace()  # @even") + 1
+ODD_LINE = EVEN_LINE + 2
 
 
 def _pause_time(target: Any, i: int) -> float:
@@ -185,11 +59,12 @@ def _pause_time(target: Any, i: int) -> float:
     return float(re.search(rf"^T0 {i} (\S+)$", out, re.M).group(1))
 
 
-def _first_update_after(fe: WidgetFrontend, css: str, since: float, test: Callable[[str], bool]) -> float:
+def _first_update_after(fe: WidgetFrontend, css: str, since: float, test: Callable[[Any], bool],
+                        key: str = "value") -> float:
     cid = fe.find(css)
     return fe.wait_for(
         lambda: next((t for t, c, delta in fe.history
-                      if c == cid and t >= since and "value" in delta and test(str(delta["value"]))), None),
+                      if c == cid and t >= since and key in delta and test(delta[key])), None),
         f"{css} update")
 
 
@@ -208,6 +83,16 @@ def test_panel_follows_target_console_and_control(target: Any, frontend: WidgetF
     for css in ("fb-cont", "fb-step", "fb-next", "fb-step-out", "fb-console-run", "fb-mount"):
         assert fe.state(css)["disabled"] is False, css
     assert fe.state("fb-pause")["disabled"] is True
+    # The source view shows the file from the target, the current line marked.
+    fe.wait_for(lambda: fe.state("fb-source")["current"] == EVEN_LINE, "the source view at the pause")
+    source = fe.state("fb-source")
+    assert source["first"] == 1 and "set_trace" in source["lines"][EVEN_LINE - 1]
+    assert source["title"] == f"target.py:{EVEN_LINE} in work()"
+    # The inspector: click the array's row, see its statistics and its plot.
+    fe.event("fb-vars", event="select", key="arr")
+    fe.wait_for(lambda: "<svg class='fb-plot fb-plot-line'" in fe.state("fb-inspector")["value"], "the array's plot")
+    assert "max</b> 99" in fe.state("fb-inspector")["value"]
+    assert fe.state("fb-vars")["selected"] == "arr"
 
     # Console: what ran is shown with its result; the kernel echoes what it will run.
     fe.type("fb-console-input", "total + 1")
@@ -224,9 +109,12 @@ def test_panel_follows_target_console_and_control(target: Any, frontend: WidgetF
     fe.wait_for(lambda: "set 100" in fe.text("fb-console-log"), "exec output")
     fe.wait_for(lambda: re.search(r"total\s*int.*100", fe.text("fb-vars")), "total = 100 in the variables")
 
-    # Picking the caller's frame shows its variables; the console then runs there.
+    # Picking the caller's frame shows its variables and its source; the console then runs there.
     fe.pick("fb-stack", 1)
     fe.wait_for(lambda: "work" in fe.text("fb-vars") and "round-0" not in fe.text("fb-vars"), "module frame")
+    fe.wait_for(lambda: "in <module>()" in fe.state("fb-source")["title"], "the source of the caller")
+    fe.wait_for(lambda: "arr" in fe.text("fb-inspector") and "not defined" in fe.text("fb-inspector"),
+                "the inspector saying arr is not defined in the caller")
     fe.type("fb-console-input", "work.__name__")
     fe.click("fb-console-run")
     fe.wait_for(lambda: "[#1 <module>()] >>> work.__name__\n'work'" in fe.text("fb-console-log"), "eval in frame 1")
@@ -237,23 +125,29 @@ def test_panel_follows_target_console_and_control(target: Any, frontend: WidgetF
     fe.click("fb-cont")
     t.wait_output("total 0 100")
 
-    # Time from the target's pause to the panel's update, as the frontend sees it.
-    state_lat, vars_lat = [], []
+    # Time from the target's pause to the panel's update, as the frontend sees it, with the
+    # source view and the inspector (a 1-D array and its plot) open.
+    lat: dict = {"state": [], "source": [], "variables": [], "inspector": []}
     for i in range(1, ROUNDS):
         paused_at = _pause_time(t, i)
-        state_lat.append(_first_update_after(fe, "fb-state", paused_at, lambda v: "paused" in v) - paused_at)
-        vars_lat.append(_first_update_after(fe, "fb-vars", paused_at, lambda v: f"round-{i}" in v) - paused_at)
+        line = EVEN_LINE if i % 2 == 0 else ODD_LINE
+        lat["state"].append(_first_update_after(fe, "fb-state", paused_at, lambda v: "paused" in v))
+        lat["source"].append(_first_update_after(fe, "fb-source", paused_at, lambda v: v == line, key="current"))
+        lat["variables"].append(_first_update_after(fe, "fb-vars", paused_at,
+                                                    lambda v: any(f"round-{i}" in str(r) for r in v), key="rows"))
+        lat["inspector"].append(_first_update_after(fe, "fb-inspector", paused_at,
+                                                    lambda v: f"max</b> {99 + i}<" in v))
+        for name in lat:
+            lat[name][-1] -= paused_at
         if i < ROUNDS - 1:
             fe.wait_for(lambda: not fe.state("fb-cont")["disabled"], "continue enabled")
             fe.click("fb-cont")
             t.wait_output(f"total {i} {i * 2}")
-    timings = {"pause_to_state_ms": [round(x * 1000, 1) for x in state_lat],
-               "pause_to_variables_ms": [round(x * 1000, 1) for x in vars_lat],
-               "median_state_ms": round(statistics.median(state_lat) * 1000, 1),
-               "median_variables_ms": round(statistics.median(vars_lat) * 1000, 1)}
+    timings = {f"pause_to_{name}_ms": [round(x * 1000, 1) for x in xs] for name, xs in lat.items()}
+    timings.update({f"median_{name}_ms": round(statistics.median(xs) * 1000, 1) for name, xs in lat.items()})
     print("panel latency:", json.dumps(timings))
     (tmp_path / "panel_latency.json").write_text(json.dumps(timings))
-    assert max(vars_lat) < 5.0, timings
+    assert max(lat["inspector"]) < 5.0, timings
 
     # Breakpoints: add one at the last line, continue into it, list, remove.
     fe.type("fb-bp-input", f"target.py:{DONE_LINE}")
@@ -263,6 +157,8 @@ def test_panel_follows_target_console_and_control(target: Any, frontend: WidgetF
     fe.click("fb-cont")
     fe.wait_for(lambda: f"target.py:{DONE_LINE}" in fe.text("fb-state"), "the pause at the breakpoint")
     assert "breakpoint" in fe.text("fb-state")
+    fe.wait_for(lambda: {"line": DONE_LINE, "condition": ""} in fe.state("fb-source")["breakpoints"],
+                "the breakpoint in the source view's gutter")
     fe.pick("fb-bp-list", 0)
     fe.click("fb-bp-remove")
     fe.wait_for(lambda: not fe.state("fb-bp-list")["_options_labels"], "the breakpoint list empty")

@@ -75,3 +75,42 @@ def test_playground_on_newer_pythons_without_fork_warning(target: Any, attach_to
     assert s.eval("data") == {"a": [1, [2, 3]], "b": 2}
     s.cont()
     assert "DeprecationWarning" not in t.wait_output("after")
+
+
+# Daemons often ignore SIGCHLD (the kernel then reaps children at once) or reap every
+# child in a handler of their own: either way the playground's child is gone before
+# waitpid can ask for it.
+JOB_THAT_REAPS_ITS_CHILDREN = """
+import os, signal, sys, bridge
+if sys.argv[1] == "ignore":
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+else:
+    def reap_all(signum, frame):
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass
+        except ChildProcessError:
+            pass
+    signal.signal(signal.SIGCHLD, reap_all)
+def job():
+    data = [1, 2, 3]
+    bridge.set_trace()
+    print("after", data, flush=True)
+job()
+"""
+
+
+@pytest.mark.parametrize("how", ["ignore", "handler"])
+def test_playground_when_the_target_reaps_its_children(target: Any, attach_to: Any, how: str) -> None:
+    t = target(JOB_THAT_REAPS_ITS_CHILDREN, how)
+    s = attach_to(t)
+    for _ in range(3):  # the handler's main thread runs between the forks: reap races vary
+        r = run_playground(s, "data.append(4)\nprint('copy', data)\ndata")
+        assert r.value == [1, 2, 3, 4] and r.output == "copy [1, 2, 3, 4]\n" and r.error is None
+    with pytest.raises(RemoteError, match="before sending a result"):
+        run_playground(s, "import os\nos._exit(3)")
+    with pytest.raises(RemoteError, match="did not finish within 1s"):
+        run_playground(s, "while True:\n    pass", timeout=1)
+    assert s.eval("data") == [1, 2, 3]
+    s.cont()
+    assert "after [1, 2, 3]" in t.wait_output("after")

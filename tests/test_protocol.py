@@ -3,7 +3,8 @@
 Transport fields (``pause_id``, ``release``, ``bulk``, ``bulk_in``) are header fields: they
 are checked when a request is parsed, a wrong one gets a ProtocolError reply (never a dead
 target), releases are applied before any op runs, and a pause's lane and the server socket
-answer the same request the same way.
+answer the same request the same way. The requests are made by hand (tests/rawclient.py)
+against bridge's server running in the test process (tests/harness.py).
 """
 
 from __future__ import annotations
@@ -11,28 +12,15 @@ from __future__ import annotations
 import gc
 import json
 import os
+import threading
 
 import pytest
 
-from bridge import keys, protocol, wire
-from bridge.own_code import is_own_file, user_frames
-from client.errors import RemoteError
-from client.transport import Channel
-
-from conftest import wait_until
-
-PAUSED = """
-import threading
 import bridge
-x = 41
-text = "t" * 1000
-lock = threading.Lock()
-other_lock = threading.Lock()
-bridge.set_trace()
-"""
-
-HELD = "len(__import__('bridge.refs').refs.TABLE)"
-ROUTED = "__import__('bridge.server').server.current_server().routed_frame_ops"
+from bridge import protocol, refs, wire
+from bridge.own_code import is_own_file, user_frames
+from rawclient import RawClient
+from waiting import wait_for
 
 
 # --- the spec itself, in this process ------------------------------------------------------------
@@ -109,93 +97,91 @@ def test_own_code_is_every_file_of_our_packages_and_nothing_else(tmp_path):
         "test_own_code_is_every_file_of_our_packages_and_nothing_else")
 
 
-# --- against a real target ---------------------------------------------------------------------
+# --- against bridge's server, in this process ------------------------------------------------------
 
 
-def _channel(session, via: str) -> Channel:
-    """A raw channel of our own to the target's server socket, or to the pause's lane."""
+def _paused(inproc):
+    """A worker paused with a few variables, and a session attached to it."""
+
+    def job():
+        x = 41
+        text = "t" * 1000
+        lock = threading.Lock()
+        other_lock = threading.Lock()
+        bridge.set_trace()
+        return x, text, lock, other_lock
+
+    inproc.run_paused(job)
+    return inproc.attach()
+
+
+def _raw(inproc, session, via: str) -> RawClient:
+    """A raw client to the server socket, or to the pause's lane."""
     if via == "server":
-        info = session.info
-    else:
-        pause = session.wait()
-        wait_until(lambda: "lane" in pause.extra, what="the lane event")
-        info = dict(session.info, endpoint=f"tcp://127.0.0.1:{pause.extra['lane']}",
-                    server_key=pause.extra["lane_key"])
-    return Channel(session._context, info, keys.load_client_keypair())
+        return inproc.raw()
+    pause = session.wait()
+    wait_for(lambda: "lane" in pause.extra, what="the lane event")
+    return inproc.raw(lane=pause)
+
+
+def _ref_of(proxy) -> "tuple[int, int]":
+    """(ref id, handles held) of a live-reference proxy."""
+    return object.__getattribute__(proxy, "_fb_ref"), object.__getattribute__(proxy, "_fb_count")[0]
 
 
 @pytest.mark.parametrize("via", ["server", "lane"])
-def test_releases_in_the_header_are_applied_before_the_op(target, attach_to, via):
-    s = attach_to(target(PAUSED))
-    proxy = s.eval("lock")
-    ref = object.__getattribute__(proxy, "_fb_ref")
-    count = object.__getattribute__(proxy, "_fb_count")[0]
-    held = s.eval(HELD)
+def test_releases_in_the_header_are_applied_before_the_op(inproc, via):
+    s = _paused(inproc)
+    ref, count = _ref_of(s.eval("lock"))
+    held = len(refs.TABLE)
     pause = s.wait()
-    ch = _channel(s, via)
-    try:
-        with pytest.raises(RemoteError) as stale:  # released first: the op finds no such reference
-            ch.request("ref", {"action": "special", "name": "__repr__", "ref": ref, "thread": pause.thread},
-                       pause_id=pause.pause_id, release=[[ref, count]], timeout=10)
-        assert stale.value.remote_type == "StaleReference"
-    finally:
-        ch.close()
-    assert s.eval(HELD) == held - 1
+    raw = _raw(inproc, s, via)
+    stale = raw.request("ref", {"action": "special", "name": "__repr__", "ref": ref, "thread": pause.thread},
+                        pause_id=pause.pause_id, release=[[ref, count]])
+    assert stale.error_type == "StaleReference"  # released first: the op finds no such reference
+    assert len(refs.TABLE) == held - 1
 
 
 @pytest.mark.parametrize("via", ["server", "lane"])
-def test_a_malformed_release_field_gets_an_error_reply_and_the_target_goes_on(target, attach_to, via):
-    s = attach_to(target(PAUSED))
+def test_a_malformed_release_field_gets_an_error_reply_and_the_target_goes_on(inproc, via):
+    s = _paused(inproc)
     proxy = s.eval("lock")
-    ref = object.__getattribute__(proxy, "_fb_ref")
-    held = s.eval(HELD)
+    ref, _ = _ref_of(proxy)
+    held = len(refs.TABLE)
     pause = s.wait()
-    ch = _channel(s, via)
-    try:
-        for bad in ("junk", [[ref]], [[ref, "1"]], [[ref, 1.0]], {"ref": 1}, [[True, 1]], [ref, 1]):
-            with pytest.raises(RemoteError, match="'release' must be") as refused:
-                ch.request("eval", {"expr": "x"}, pause_id=pause.pause_id, release=bad, timeout=10)
-            assert refused.value.remote_type == "ProtocolError"
-        result, frames = ch.request("eval", {"expr": "x"}, pause_id=pause.pause_id, timeout=10)
-        assert result["value"] == 41 and frames == []  # a small int travels in the header
-    finally:
-        ch.close()
-    assert s.eval(HELD) == held  # nothing of a refused request was applied
+    raw = _raw(inproc, s, via)
+    for bad in ("junk", [[ref]], [[ref, "1"]], [[ref, 1.0]], {"ref": 1}, [[True, 1]], [ref, 1]):
+        refused = raw.request("eval", {"expr": "x"}, pause_id=pause.pause_id, release=bad)
+        assert refused.error_type == "ProtocolError" and "'release' must be" in refused.error["message"], bad
+    answered = raw.request("eval", {"expr": "x"}, pause_id=pause.pause_id)
+    assert answered.result["value"] == 41 and answered.frames == []  # a small int travels in the header
+    assert len(refs.TABLE) == held  # nothing of a refused request was applied
     assert proxy.locked() is False  # the live reference still works
 
 
 @pytest.mark.parametrize("via", ["server", "lane"])
-def test_wrongly_typed_pause_id_and_bulk_fields_get_protocol_errors(target, attach_to, via):
-    s = attach_to(target(PAUSED))
+def test_wrongly_typed_pause_id_and_bulk_fields_get_protocol_errors(inproc, via):
+    s = _paused(inproc)
     pause = s.wait()
-    ch = _channel(s, via)
-    try:
-        for fields in ({"pause_id": str(pause.pause_id)}, {"pause_id": True}, {"bulk": "zip"}, {"bulk": 1},
-                       {"bulk_in": [1]}, {"bulk_in": "x"}):
-            request = dict({"pause_id": pause.pause_id}, **fields)
-            ch.send("eval", {"expr": "x"}, **request)
-            with pytest.raises(RemoteError, match=next(iter(fields))) as refused:
-                ch.receive(10)
-            assert refused.value.remote_type == "ProtocolError", refused.value
-        # A well-typed descriptor that names a buffer the request does not have: the bulk
-        # path refuses it before waiting for any upload.
-        ch.send("set", {"thread": pause.thread}, [b"\x80\x05N."], pause_id=pause.pause_id,
-                bulk_in={"mode": "aes", "bufs": [{"i": 5, "n": 1}], "chunk": 1, "token": "00", "key": ""})
-        with pytest.raises(RemoteError) as refused:
-            ch.receive(10)
-        assert refused.value.remote_type == "BulkError"
-        if via == "server":  # a server op takes no upload at all: it would hold up the server thread
-            ch.send("status", bulk_in={"mode": "aes", "bufs": []})
-            with pytest.raises(RemoteError, match="takes no bulk upload") as refused:
-                ch.receive(10)
-            assert refused.value.remote_type == "BadRequest"
-    finally:
-        ch.close()
+    raw = _raw(inproc, s, via)
+    for fields in ({"pause_id": str(pause.pause_id)}, {"pause_id": True}, {"bulk": "zip"}, {"bulk": 1},
+                   {"bulk_in": [1]}, {"bulk_in": "x"}):
+        refused = raw.request("eval", {"expr": "x"}, **dict({"pause_id": pause.pause_id}, **fields))
+        assert refused.error_type == "ProtocolError", refused.header
+        assert next(iter(fields)) in refused.error["message"]
+    # A well-typed descriptor that names a buffer the request does not have: the bulk
+    # path refuses it before waiting for any upload.
+    refused = raw.request("set", {"thread": pause.thread}, [b"\x80\x05N."], pause_id=pause.pause_id,
+                          bulk_in={"mode": "aes", "bufs": [{"i": 5, "n": 1}], "chunk": 1, "token": "00", "key": ""})
+    assert refused.error_type == "BulkError"
+    if via == "server":  # a server op takes no upload at all: it would hold up the server thread
+        refused = raw.request("status", bulk_in={"mode": "aes", "bufs": []})
+        assert refused.error_type == "BadRequest" and "takes no bulk upload" in refused.error["message"]
     assert s.eval("x") == 41
 
 
-def test_a_lane_and_the_server_path_answer_the_same_request_alike(target, attach_to):
-    s = attach_to(target(PAUSED))
+def test_a_lane_and_the_server_path_answer_the_same_request_alike(inproc):
+    s = _paused(inproc)
     pause = s.wait()
     set_frames = wire.dump_value({"x": 41})  # what it is already: both ways see the same frame
     requests = [
@@ -209,25 +195,20 @@ def test_a_lane_and_the_server_path_answer_the_same_request_alike(target, attach
         ("get", {"names": ["x", "text"]}, None),
         ("get", {"names": ["nope"]}, None),
         ("set", {}, set_frames),
-        ("locals", {"frame": 3}, None),  # no such frame
+        ("locals", {"frame": 99}, None),  # no such frame
     ]
     answers = {}
     routed = {}
     for via in ("server", "lane"):
-        ch = _channel(s, via)
-        before = s.eval(ROUTED)
-        try:
-            answers[via] = []
-            for op, args, frames in requests:
-                ch.send(op, dict(args, thread=pause.thread), frames, pause_id=pause.pause_id)
-                wait_until(lambda: ch.socket.poll(0), timeout=10, what=f"the {via} reply to {op}")
-                parts = ch.socket.recv_multipart()
-                header = json.loads(parts[0])
-                del header["id"]
-                answers[via].append((header, parts[1:]))
-        finally:
-            ch.close()
-        routed[via] = s.eval(ROUTED) - before
+        raw = _raw(inproc, s, via)
+        before = inproc.server.routed_frame_ops
+        answers[via] = []
+        for op, args, frames in requests:
+            raw.send_request(op, dict(args, thread=pause.thread), frames, pause_id=pause.pause_id)
+            reply = raw.receive(10)
+            del reply.header["id"]
+            answers[via].append((reply.header, reply.frames))
+        routed[via] = inproc.server.routed_frame_ops - before
     assert routed == {"server": len(requests), "lane": 0}  # each way was the one it says
     for (op, args, _), on_server, on_lane in zip(requests, answers["server"], answers["lane"]):
         assert on_server == on_lane, (op, args)
@@ -235,17 +216,17 @@ def test_a_lane_and_the_server_path_answer_the_same_request_alike(target, attach
                                                          True, False]
 
 
-def test_releases_ride_once_even_when_the_op_carrying_them_fails(target, attach_to):
-    s = attach_to(target(PAUSED))
-    held = s.eval(HELD)
+def test_releases_ride_once_even_when_the_op_carrying_them_fails(inproc):
+    s = _paused(inproc)
+    held = len(refs.TABLE)
     proxy = s.eval("lock")
     other = s.eval("other_lock")
-    assert s.eval(HELD) == held + 2
+    assert len(refs.TABLE) == held + 2
     del proxy
     gc.collect()
     with pytest.raises(AttributeError):  # a ref op that fails in the target, carrying the release
         other.no_such_attribute
-    assert s.eval(HELD) == held + 1  # the dropped proxy's handle was released by that request
+    assert len(refs.TABLE) == held + 1  # the dropped proxy's handle was released by that request
     again = s.eval("lock")  # the same object, handed out anew
     assert other.locked() is False  # the next request must not release `lock` a second time...
     assert again.locked() is False  # ...or this handle would be stale now

@@ -13,24 +13,16 @@ import threading
 import time
 
 import pytest
+from conftest import file_markers
 
-from bridge.tracing import get_debugger
+from bridge.tracing import Debugger, get_debugger
 
 HERE = os.path.realpath(__file__)
 IS_312 = sys.version_info >= (3, 12)
 WAIT = 10.0  # seconds: upper bound of every wait in this file
 
 
-def _markers() -> dict:
-    marks = {}
-    with open(HERE) as f:
-        for n, text in enumerate(f, 1):
-            if "# @" in text:
-                marks[text.split("# @", 1)[1].split()[0]] = n
-    return marks
-
-
-MARKS = _markers()
+MARKS = file_markers(HERE)
 
 
 def L(name: str) -> int:
@@ -125,9 +117,23 @@ class Recorder:
         return [(fn, line) for _, fn, line, _, _ in self.stops]
 
 
-@pytest.fixture
-def dbg():
-    d = get_debugger()
+# every backend this Python has: the default, and before 3.12 the sys.settrace fallback
+BACKENDS = ["sys.monitoring"] if IS_312 else ["code patching", "sys.settrace"]
+_others: dict = {}
+
+
+def _debugger(backend: str) -> Debugger:
+    default = get_debugger()
+    if default.mechanism == backend:
+        return default
+    if backend not in _others:
+        _others[backend] = Debugger(backend=backend)
+    return _others[backend]
+
+
+@pytest.fixture(params=BACKENDS)
+def dbg(request):
+    d = _debugger(request.param)
     d.reset()
     yield d
     d.reset()
@@ -498,3 +504,98 @@ def test_framebridge_frames_never_stop(dbg):
         ("leaf", L("leaf2")),
     ]
     assert all(os.path.realpath(f) == HERE for f in files)
+
+
+# ----------------------------------------------------------------- stepping defects (docs/stepping.md)
+
+
+def one_line_loop(n):
+    i = s = 0
+    for i in range(n): s += i  # @oneline  # noqa: E701
+    return s
+
+
+inc = lambda v: v + 1  # @lambda  # noqa: E731
+
+
+def part_a():
+    x = 1  # @a1
+    return x
+
+
+def part_b():
+    return 2  # @b1
+
+
+def a_plus_b():
+    return part_a() + part_b()
+
+
+class Tracked:
+    """Records in ``freed`` when it is finalized (reference counting only: gc is off)."""
+
+    def __init__(self, freed):
+        self.freed = freed
+
+    def __del__(self):
+        self.freed.append(True)
+
+
+def holder(freed):
+    obj = Tracked(freed)  # noqa: F841  (kept alive by this frame only)
+    x = 1  # @hold1
+    return x  # @hold2
+
+
+def test_conditional_breakpoint_in_a_one_line_loop(dbg):
+    """Each iteration of a one-line loop is a new entry of the line (3.12+ used to see
+    the line once: the condition was never true when it was looked at)."""
+    rec = Recorder()
+    dbg.set_stop_handler(rec)
+    dbg.set_break(HERE, L("oneline"), condition="i == 3")
+    assert one_line_loop(6) == 15
+    assert [(s[1], s[3]["i"], s[3]["s"]) for s in rec.stops] == [("one_line_loop", 3, 6)]
+
+
+def test_breakpoint_in_a_one_line_function_stops_at_every_call(dbg):
+    """3.13 reported a one-line function's line only at its first call."""
+    rec = Recorder()
+    dbg.set_stop_handler(rec)
+    dbg.set_break(HERE, L("lambda"))
+    assert [inc(1), inc(2), inc(3)] == [2, 3, 4]
+    assert [(s[1], s[3]["v"]) for s in rec.stops] == [("<lambda>", 1), ("<lambda>", 2), ("<lambda>", 3)]
+
+
+def test_step_out_then_step_enters_the_next_call_of_the_line(dbg):
+    """step_out is pdb's `return` then `step`: after a() in `a() + b()`, b's first line."""
+    rec = Recorder(["step_out", "step_out"])
+    dbg.set_stop_handler(rec)
+    dbg.set_break(HERE, L("a1"), temporary=True)
+    assert a_plus_b() == 3
+    assert rec.where()[:2] == [("part_a", L("a1")), ("part_b", L("b1"))]
+
+
+def test_next_at_a_return_continues_as_step(dbg):
+    """pdb's `next` at a frame's last line ends in the next line run anywhere."""
+    rec = Recorder(["next", "next"])
+    dbg.set_stop_handler(rec)
+    dbg.set_break(HERE, L("a1"), temporary=True)
+    a_plus_b()
+    assert rec.where() == [("part_a", L("a1")), ("part_a", L("a1") + 1), ("part_b", L("b1"))]
+
+
+def test_a_stopped_frame_is_freed_when_it_returns(dbg):
+    """The engine keeps no reference to a stopped frame once the thread resumes (its
+    bookkeeping used to hold the thread's frames in a cycle until the next gc)."""
+    import gc
+
+    actions = iter(["next", "continue"])
+    dbg.set_stop_handler(lambda frame, reason, info: next(actions))
+    dbg.set_break(HERE, L("hold1"), temporary=True)
+    freed: list = []
+    gc.disable()
+    try:
+        assert holder(freed) == 1
+        assert freed == [True]
+    finally:
+        gc.enable()

@@ -11,36 +11,92 @@ attachable at start-up (set by ``listen(children=True)`` for the children).
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 import threading
 from types import FrameType, TracebackType
-from typing import Any, Optional
+from typing import Any, List, Optional
+
+from . import forks  # noqa: F401  # a forked child forgets the parent's server (forks.py)
+from . import stack_room
 
 __all__ = ["set_trace", "listen", "post_mortem", "install_excepthook", "__version__"]
 __version__ = "0.1.0"
 
+_NO_ROOM = ("bridge: cannot pause here: no room left below the recursion limit "
+            "(sys.setrecursionlimit); the job goes on")
+#: Pauses that found no room even to print _NO_ROOM (the last frame the limit allows, up
+#: to 3.11, where a call to print counts too); said at the next pause or at exit.
+_unreported = 0
 
-def _wait_timeout(timeout: Optional[float]) -> Optional[float]:
-    if timeout is not None:
-        return float(timeout)
-    env = os.environ.get("BRIDGE_WAIT_TIMEOUT")
-    return float(env) if env else None
+
+def _serve(frames: List[FrameType], reason: str, timeout: Optional[float], info: Optional[dict] = None) -> str:
+    """Pause at ``frames`` (pause.serve); where framebridge cannot serve (a broken setup),
+    print why in one line and return "continue": the job goes on (startup.py)."""
+    from . import pause, startup
+
+    try:
+        return pause.serve(frames, reason, timeout=startup.wait_timeout(timeout), info=info)
+    except startup.StartError as exc:
+        startup.report(exc)
+        return "continue"
 
 
 def set_trace(frame: Optional[FrameType] = None, *, timeout: Optional[float] = None) -> None:
     """Pause the calling thread at its caller's frame (or ``frame``) until a client resumes it.
 
     Starts the server on first use. With ``timeout`` (seconds; default BRIDGE_WAIT_TIMEOUT):
-    if no client request arrives for that long, print one line to stderr and go on.
+    if no client request arrives for that long, print one line to stderr and go on. Where
+    the server cannot start (a key file others can read, a busy BRIDGE_PORT...), print one
+    line saying what is wrong and how to fix it, and go on without pausing.
+    Never raises into the job from deep in a recursion: framebridge's own frames get room
+    below the recursion limit (stack_room.py); where not even that fits, one line says so.
     """
-    from . import own_code, pause, tracing_hook
+    global _unreported
+    try:  # first, before any call that needs room
+        room = stack_room.open_room()
+    except RecursionError:
+        try:  # a method call, not print(): one call deep, where every call counts
+            sys.__stderr__.write(_NO_ROOM + "\n")
+        except Exception:  # no room even for that: said later (_say_unreported)
+            _unreported += 1
+        return
+    try:
+        if frame is None:
+            frame = sys._getframe(1)
+        _pause_at(frame, timeout)
+    except RecursionError:  # our own code needed more than the room (a pathological stack)
+        _say(_NO_ROOM)
+    finally:
+        room.close()
 
-    if frame is None:
-        frame = sys._getframe(1)
+
+def _pause_at(frame: FrameType, timeout: Optional[float]) -> None:
+    from . import own_code, tracing_hook
+
+    _say_unreported()
     frames = own_code.user_frames(frame)
-    action = pause.serve(frames, "set_trace", timeout=_wait_timeout(timeout))
+    action = _serve(frames, "set_trace", timeout)
     tracing_hook.after_pause(frames[0] if frames else frame, action)
+
+
+def _say(line: str) -> None:
+    try:
+        print(line, file=sys.__stderr__)
+    except Exception:  # a closed stderr must not break the job
+        pass
+
+
+def _say_unreported() -> None:
+    global _unreported
+    if _unreported:
+        count, _unreported = _unreported, 0
+        _say(f"bridge: {count} earlier pause{'s' if count > 1 else ''} could not pause: no room left "
+             "below the recursion limit (sys.setrecursionlimit)")
+
+
+atexit.register(_say_unreported)
 
 
 def listen(host: str = "127.0.0.1", port: int = 0, *, children: bool = False) -> str:
@@ -49,22 +105,27 @@ def listen(host: str = "127.0.0.1", port: int = 0, *, children: bool = False) ->
     ``children=True``: the processes it starts from now on become attachable too
     (``multiprocessing`` with any start method, ``concurrent.futures``, ``subprocess``
     running Python with framebridge installed; see bridge/children.py).
+
+    Raises ``bridge.startup.StartError`` (a RuntimeError whose one-line message says what
+    is wrong and how to fix it) when the server cannot start.
     """
-    from . import server, tracing_hook
+    room = stack_room.open_room()  # the first call imports ZeroMQ: never half-way (stack_room.py)
+    try:
+        from . import server, tracing_hook
 
-    srv = server.get_server(host if host != "127.0.0.1" else None, port or None)
-    tracing_hook.enable_pause_on_demand()
-    if children:
-        from . import children as child_processes
+        srv = server.get_server(host if host != "127.0.0.1" else None, port or None)
+        tracing_hook.enable_pause_on_demand()
+        if children:
+            from . import children as child_processes
 
-        child_processes.enable()
-    return srv.endpoint
+            child_processes.enable()
+        return srv.endpoint
+    finally:
+        room.close()
 
 
 def post_mortem(tb: Optional[TracebackType] = None, *, timeout: Optional[float] = None) -> None:
     """Pause at the frame where ``tb`` (default: the exception being handled) was raised."""
-    from . import own_code, pause, summaries
-
     exc: Optional[BaseException] = None
     if tb is None:
         exc = sys.exc_info()[1]
@@ -73,11 +134,7 @@ def post_mortem(tb: Optional[TracebackType] = None, *, timeout: Optional[float] 
         tb = exc.__traceback__
     if tb is None:
         raise ValueError("the exception has no traceback")
-    frames = own_code.traceback_frames(tb)
-    info: dict = {}
-    if exc is not None:
-        info["exception"] = summaries.safe_repr(exc, 300)
-    pause.serve(frames, "post_mortem", timeout=_wait_timeout(timeout), info=info)
+    _post_mortem_exc(exc, tb, timeout=timeout, announce=False)
 
 
 def install_excepthook() -> None:
@@ -100,10 +157,21 @@ def install_excepthook() -> None:
     threading.excepthook = thread_excepthook
 
 
-def _post_mortem_exc(exc: Optional[BaseException], tb: TracebackType) -> None:
-    from . import own_code, pause, summaries
+def _post_mortem_exc(exc: Optional[BaseException], tb: TracebackType, *, timeout: Optional[float] = None,
+                     announce: bool = True) -> None:
+    try:  # first, before any call that needs room (a RecursionError's post-mortem is deep)
+        room = stack_room.open_room()
+    except RecursionError:
+        _say(_NO_ROOM)
+        return
+    try:
+        from . import own_code, summaries
 
-    print(f"bridge: pausing post-mortem (pid {os.getpid()}); attach to inspect, continue to exit",
-          file=sys.__stderr__)
-    info = {"exception": summaries.safe_repr(exc, 300)} if exc is not None else {}
-    pause.serve(own_code.traceback_frames(tb), "post_mortem", timeout=_wait_timeout(None), info=info)
+        if announce:
+            _say(f"bridge: pausing post-mortem (pid {os.getpid()}); attach to inspect, continue to exit")
+        info = {"exception": summaries.safe_repr(exc, 300)} if exc is not None else {}
+        _serve(own_code.traceback_frames(tb), "post_mortem", timeout, info)
+    except RecursionError:
+        _say(_NO_ROOM)
+    finally:
+        room.close()

@@ -121,16 +121,26 @@ def main(argv: Optional[List[str]] = None) -> None:
     sys.modules["__main__"] = main_module  # pickling and `import __main__` see the program
 
     bridge.install_excepthook()  # threads; the main thread is handled below
-    bridge.listen(children=children)  # after sys.argv is set: the connection file shows the program's argv
-    if wait:
-        from . import tracing_hook
+    from . import tracing_hook
+    from .startup import StartError, report
 
+    try:
+        bridge.listen(children=children)  # after sys.argv is set: the connection file shows the program's argv
+    except StartError as exc:  # a broken setup must not stop the program: it runs, unattachable
+        report(exc, "running the program unattachable")
+        wait = False
+
+    code = tracing_hook.prepare_program(code)  # breakpoints already set in it (3.9-3.11)
+    if wait:
         print(f"bridge: pid {os.getpid()} waits for a client before the first line of "
               f"{sys.argv[0]}", file=sys.__stderr__, flush=True)
         # the next line this thread runs outside framebridge is the program's first
         tracing_hook.engine().arm(sys._getframe(), "step", reason="start")
     try:
-        exec(code, main_module.__dict__)
+        try:
+            exec(code, main_module.__dict__)
+        finally:
+            tracing_hook.program_finished()  # stepping ends with the program, as pdb's does
     except (SystemExit, KeyboardInterrupt):
         raise
     except BaseException as exc:

@@ -3,9 +3,10 @@
 Two ways a child of an attachable process starts, two mechanisms:
 
 * a **forked** child (``multiprocessing``'s fork start method, ``os.fork()``) has the
-  parent's memory but none of its threads, so the parent's server is dead there. An
-  ``os.register_at_fork`` hook starts a server of its own in the child (a new key pair,
-  a new port, its own connection file) before ``fork()`` returns;
+  parent's memory but none of its threads, so the parent's server is dead there. The
+  at-fork mechanism (bridge/forks.py) forgets the parent's state and then calls
+  :func:`restart_in_child`, which starts a server of its own in the child (a new key
+  pair, a new port, its own connection file) before ``fork()`` returns;
 * a child that **starts a new interpreter** (spawn and forkserver start methods,
   ``concurrent.futures.ProcessPoolExecutor`` with them, ``subprocess`` running Python)
   inherits ``BRIDGE_CHILDREN=1`` from the environment, and the ``framebridge-children.pth``
@@ -15,20 +16,23 @@ Two ways a child of an attachable process starts, two mechanisms:
 
 multiprocessing's helper processes (the resource tracker, the forkserver itself) are
 left alone; the forkserver's children are forked, so they start their own servers.
-Forks that framebridge makes itself (the playground, checkpoints) are not children in
-this sense: a fork from the server thread or from a paused thread starts nothing.
+Forks that framebridge makes itself (the playground) are not children in this sense: a
+fork from the server thread or from a paused thread starts nothing.
 ``attach_all(tree=pid)`` on the client finds pid and all of these.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
-import threading
 from typing import Optional
+
+from . import forks
 
 # bridge.server (and zmq) are imported only once a child is to be made attachable: the
 # .pth line imports this module at every interpreter start-up where the variable is set.
+# Importing this module imports the bridge package, which registers the at-fork hook.
 
 #: The environment variable that makes a new interpreter attachable at start-up.
 ENV_VAR = "BRIDGE_CHILDREN"
@@ -40,15 +44,11 @@ _HELPERS = (
     ("multiprocessing.forkserver", "forkserver"),
 )
 
-_hooked = False
-_hook_lock = threading.Lock()
-_fork_from_framebridge = False
-
 
 def enable() -> None:
     """Make this process's future children attachable (idempotent)."""
     os.environ[ENV_VAR] = "1"
-    install_fork_hook()
+    _preload()
 
 
 def enabled() -> bool:
@@ -56,19 +56,14 @@ def enabled() -> bool:
     return os.environ.get(ENV_VAR) == "1"
 
 
-def install_fork_hook() -> None:
-    """Restart the server in every forked child while :func:`enabled` (once per process)."""
-    global _hooked
-    with _hook_lock:
-        if _hooked or not hasattr(os, "register_at_fork"):
-            return
-        _hooked = True
-    # bridge.server's own hook (it forgets the parent's server in the child) is registered
-    # when it is imported, here first: hooks after a fork run in registration order.
-    import importlib
-
-    importlib.import_module(f"{__package__}.server")
-    os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
+def _preload() -> None:
+    # What restart_in_child runs, imported now: the at-fork hook must import nothing (an
+    # import lock another thread held at the fork would never be released in the child),
+    # and the restart step is registered after these imports' own at-fork hooks (forks.py).
+    for name in ("server", "tracing_hook", "capture"):
+        importlib.import_module(f"{__package__}.{name}")
+    importlib.import_module(f"{__package__}.ops").load_all()  # what a server start imports
+    forks.keep_children_attachable()
 
 
 def autostart() -> None:
@@ -85,7 +80,7 @@ def autostart() -> None:
         if role == "helper":
             return
         if role == "forkserver":
-            install_fork_hook()  # its children are forked: each starts its own server
+            _preload()  # its children are forked: each starts its own server (restart_in_child)
             return
         start()
     except Exception as exc:  # the job starts as it would have without framebridge
@@ -102,17 +97,11 @@ def start() -> None:
     tracing_hook.enable_pause_on_demand()
 
 
-def _before_fork() -> None:
-    global _fork_from_framebridge
-    from . import server
-
-    srv = server.current_server()
-    ident = threading.get_ident()
-    _fork_from_framebridge = srv is not None and (ident == srv.thread.ident or ident in srv.pauses)
-
-
-def _after_fork_in_child() -> None:
-    if _fork_from_framebridge or not enabled():
+def restart_in_child(forked_by_framebridge: bool) -> None:
+    """In a forked child, called by the at-fork hook (bridge/forks.py) once the parent's
+    state is forgotten: start this child's own server while :func:`enabled`, unless
+    framebridge itself forked (``forked_by_framebridge``). Never raises."""
+    if forked_by_framebridge or not enabled():
         return
     try:
         start()

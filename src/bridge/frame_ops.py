@@ -13,7 +13,7 @@ from . import frames as frame_access
 from . import refs
 from .capture import captured_output
 from .ops import RESUME_OPS, OpError, Reply, arg, frame_op, str_list
-from .summaries import summarize
+from .summaries import summarize_frame
 
 _compiled: Dict[Tuple[str, str], Tuple[Any, bool]] = {}
 _COMPILED_MAX = 256
@@ -49,8 +49,7 @@ def _op_stack(pause: Any, args: Dict[str, Any], values: Sequence[Any]) -> Dict[s
 
 @frame_op("locals")
 def _op_locals(pause: Any, args: Dict[str, Any], values: Sequence[Any]) -> Dict[str, Any]:
-    ns = frame_access.frame_variables(pause.frame(args))
-    return {name: summarize(value) for name, value in ns.items()}
+    return summarize_frame(frame_access.frame_variables(pause.frame(args)))
 
 
 @frame_op("eval")

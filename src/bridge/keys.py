@@ -1,12 +1,17 @@
 """Keys, authorized keys, the runtime dir and connection files. Used by both sides.
 
-Layout (all owner-only)::
+Layout (all owner-only, see private_files.py for the rules)::
 
     $BRIDGE_CONFIG_DIR  (default $XDG_CONFIG_HOME/framebridge or ~/.config/framebridge), 0700
         client.key              this user's CURVE key pair (z85 public + secret), 0600
         authorized_keys         z85 public keys a target serves, one per line, 0600
+        .lock                   held while a key is created or authorized_keys is updated
     $BRIDGE_RUNTIME_DIR (default $XDG_RUNTIME_DIR/framebridge or <tmp>/framebridge-<uid>), 0700
         bridge-<pid>.json       endpoint, server public key, pid, argv, python, pause state, 0600
+
+When ``<tmp>/framebridge-<uid>`` cannot be used (another user made it first: with no
+XDG_RUNTIME_DIR anyone can), the runtime dir is ``$XDG_CACHE_HOME/framebridge/runtime-<host>``
+(default ``~/.cache/...``) instead, on both sides alike (docs/security.md).
 
 A target's own server key pair is made fresh in memory at start; only its public half is
 written, into the connection file.
@@ -17,8 +22,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 import os
-import stat
+import re
+import socket
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -28,13 +35,25 @@ from typing import Any, Dict, Iterable, List, Optional, Set
 import zmq
 from zmq.utils import z85
 
+# Both sides use the path helpers through this module (keys.InsecurePathError, ...).
+from .private_files import (  # noqa: F401
+    InsecurePathError,
+    check_private_file,
+    ensure_private_dir,
+    locked,
+    write_private_file,
+)
+
+log = logging.getLogger("bridge")
+
 CLIENT_KEY_FILE = "client.key"
 AUTHORIZED_KEYS_FILE = "authorized_keys"
 CONNECTION_PREFIX = "bridge-"
+OWN_KEY_COMMENT = "this user's own client key"
 
 
-class InsecurePathError(PermissionError):
-    """A key or runtime path is not owned by this user or is open to others."""
+class KeyFileError(ValueError):
+    """A key file that exists but holds no valid key; the message says how to replace it."""
 
 
 @dataclass(frozen=True)
@@ -53,98 +72,120 @@ def fingerprint(public_key: str) -> str:
     return "SHA256:" + hashlib.sha256(public_key.encode("ascii")).hexdigest()[:16]
 
 
+# --- where things live -----------------------------------------------------------------
+
+
 def config_dir() -> Path:
     """Where this user's keys live (created 0700 if missing)."""
     env = os.environ.get("BRIDGE_CONFIG_DIR")
     if env:
-        path = Path(env)
-    else:
-        base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-        path = Path(base) / "framebridge"
-    return ensure_private_dir(path)
+        return ensure_private_dir(Path(env), "BRIDGE_CONFIG_DIR")
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return ensure_private_dir(Path(base) / "framebridge", "BRIDGE_CONFIG_DIR")
 
 
 def runtime_dir() -> Path:
     """Where connection files live (created 0700 if missing)."""
     env = os.environ.get("BRIDGE_RUNTIME_DIR")
     if env:
-        path = Path(env)
-    elif os.environ.get("XDG_RUNTIME_DIR"):
-        path = Path(os.environ["XDG_RUNTIME_DIR"]) / "framebridge"
-    else:
-        path = Path(tempfile.gettempdir()) / f"framebridge-{os.getuid()}"
-    return ensure_private_dir(path)
-
-
-def ensure_private_dir(path: Path) -> Path:
-    """Create ``path`` 0700, or check an existing one is ours and closed to others."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    st = path.lstat()
-    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
-        raise InsecurePathError(f"{path} is not a plain directory")
-    if st.st_uid != os.getuid():
-        raise InsecurePathError(f"{path} is owned by uid {st.st_uid}, not by this user")
-    if st.st_mode & 0o077:
-        # Our own directory with loose permissions (umask, a user's mkdir): tighten it.
-        os.chmod(path, 0o700)
-    return path
-
-
-def write_private_file(path: Path, data: bytes, *, exclusive: bool = False) -> None:
-    """Write ``data`` to ``path`` with mode 0600, atomically (temp file + rename)."""
-    if exclusive:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        return
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")  # mkstemp is 0600
+        return ensure_private_dir(Path(env), "BRIDGE_RUNTIME_DIR")
+    if os.environ.get("XDG_RUNTIME_DIR"):
+        return ensure_private_dir(Path(os.environ["XDG_RUNTIME_DIR"]) / "framebridge", "BRIDGE_RUNTIME_DIR")
+    default = Path(tempfile.gettempdir()) / f"framebridge-{os.getuid()}"
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
+        return ensure_private_dir(default)
+    except OSError as unusable:
+        # Anyone can create <tmp>/framebridge-<uid> before us (cron jobs, containers and
+        # ssh sessions without systemd have no XDG_RUNTIME_DIR). Our home is ours alone,
+        # and a client with the same environment comes to the same place.
+        fallback = _fallback_runtime_dir()
         try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+            path = ensure_private_dir(fallback, "BRIDGE_RUNTIME_DIR")
+        except OSError as exc:
+            raise InsecurePathError(
+                f"cannot use {default} ({unusable}) nor the fallback {fallback} ({exc}); "
+                f"set BRIDGE_RUNTIME_DIR to a directory of your own"
+            ) from None
+        _warn_once(f"bridge: cannot use {default} ({unusable}: another user may have made it first); "
+                   f"using {path} instead (set XDG_RUNTIME_DIR or BRIDGE_RUNTIME_DIR, for targets "
+                   f"and notebooks alike, to choose)")
+        return path
 
 
-def check_private_file(path: Path) -> None:
-    """Refuse a key file that is not ours or that others can read."""
-    st = path.lstat()
-    if not stat.S_ISREG(st.st_mode):
-        raise InsecurePathError(f"{path} is not a regular file")
-    if st.st_uid != os.getuid():
-        raise InsecurePathError(f"{path} is owned by uid {st.st_uid}, not by this user")
-    if st.st_mode & 0o077:
-        raise InsecurePathError(
-            f"{path} has mode {stat.S_IMODE(st.st_mode):o}; it must be readable by its owner only "
-            f"(chmod 600 {path})"
-        )
+def _fallback_runtime_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    # Per host: a home shared over NFS must not mix pids of different machines (a file
+    # would look stale on every other host, and be removed there).
+    host = re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname()) or "localhost"
+    return Path(base) / "framebridge" / f"runtime-{host}"
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_once(message: str) -> None:
+    log.warning(message)
+
+
+# --- this user's key pair ---------------------------------------------------------------
 
 
 def load_client_keypair(create: bool = True) -> KeyPair:
-    """This user's client key pair, created on first use with owner-only permissions."""
-    path = config_dir() / CLIENT_KEY_FILE
-    if not path.exists():
+    """This user's client key pair, created on first use with owner-only permissions.
+
+    Many processes may start at once on a fresh config dir: one of them creates the key
+    (under the config dir's lock), written whole, and they all use that one.
+    """
+    directory = config_dir()
+    path = directory / CLIENT_KEY_FILE
+    pair = _read_keypair(path)
+    if pair is None:
         if not create:
             raise FileNotFoundError(f"no client key at {path}; run `framebridge keys`")
-        public, secret = zmq.curve_keypair()
-        body = {"public": public.decode("ascii"), "secret": secret.decode("ascii")}
-        try:
-            write_private_file(path, json.dumps(body).encode(), exclusive=True)
-        except FileExistsError:
-            pass  # another process created it first; use theirs
-        else:
-            authorize_key(body["public"], comment="this user's own client key")
-    check_private_file(path)
-    body = json.loads(path.read_text())
-    return KeyPair(public=body["public"], secret=body["secret"])
+        with locked(directory):
+            pair = _read_keypair(path) or _create_keypair(directory)
+    return pair
+
+
+def _read_keypair(path: Path) -> Optional[KeyPair]:
+    """The key pair in ``path``; None if there is none (no file, or an empty one)."""
+    try:
+        check_private_file(path)
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    if not text.strip():
+        # Left by a process killed while it created the key in place (as framebridge once
+        # did): no key anyone could have authorized, so it is made again.
+        return None
+    try:
+        body = json.loads(text)
+        pair = KeyPair(public=body["public"], secret=body["secret"])
+        valid = _valid_public_key(pair.public) and _valid_public_key(pair.secret)
+    except (ValueError, TypeError, KeyError):
+        valid = False
+    if not valid:
+        raise KeyFileError(
+            f"{path} is not a valid key file (damaged or edited); move it away and run "
+            f"`framebridge keys` to make a new key pair (then authorize the new public key "
+            f"wherever the old one was)"
+        )
+    return pair
+
+
+def _create_keypair(directory: Path) -> KeyPair:
+    """Make, write and authorize a new key pair (the caller holds ``directory``'s lock)."""
+    public, secret = zmq.curve_keypair()
+    pair = KeyPair(public=public.decode("ascii"), secret=secret.decode("ascii"))
+    body = json.dumps({"public": pair.public, "secret": pair.secret}).encode()
+    write_private_file(directory / CLIENT_KEY_FILE, body, durable=True)
+    _add_authorized_key(directory, pair.public, OWN_KEY_COMMENT, own=pair.public)
+    return pair
+
+
+# --- authorized keys --------------------------------------------------------------------
 
 
 def _valid_public_key(key: str) -> bool:
-    if len(key) != 40:
+    if not isinstance(key, str) or len(key) != 40:
         return False
     try:
         z85.decode(key.encode("ascii"))
@@ -170,29 +211,45 @@ def authorized_keys() -> Set[str]:
     if not path.exists():
         return {load_client_keypair().public}
     check_private_file(path)
-    keys = set()
-    for line in path.read_text().splitlines():
-        token = _key_token(line)
-        if token and _valid_public_key(token):
-            keys.add(token)
-    return keys
+    return {token for token in map(_key_token, path.read_text().splitlines()) if token}
 
 
 def authorize_key(public_key: str, comment: str = "") -> bool:
-    """Add ``public_key`` to authorized_keys; return False if it was already there."""
+    """Add ``public_key`` to authorized_keys; return False if it was already there.
+
+    With no authorized_keys file (a target then serves this user's own key), the file is
+    made with this user's own key first, so that authorizing a colleague never locks the
+    user out. Concurrent calls (processes or threads) lose nothing: each one reads,
+    changes and writes the file under the config dir's lock.
+    """
     public_key = public_key.strip()
     if not _valid_public_key(public_key):
         raise ValueError(f"{public_key!r} is not a 40-character z85 CURVE public key")
-    path = config_dir() / AUTHORIZED_KEYS_FILE
-    lines: List[str] = []
-    if path.exists():
+    directory = config_dir()
+    with locked(directory):
+        own = None
+        if not (directory / AUTHORIZED_KEYS_FILE).exists():
+            own = (_read_keypair(directory / CLIENT_KEY_FILE) or _create_keypair(directory)).public
+        return _add_authorized_key(directory, public_key, comment, own=own)
+
+
+def _add_authorized_key(directory: Path, public_key: str, comment: str, own: Optional[str]) -> bool:
+    """authorize_key's work, under ``directory``'s lock. ``own``: this user's key, written
+    first if the file is new (its absence meant "serve this user's own key")."""
+    path = directory / AUTHORIZED_KEYS_FILE
+    exists = path.exists()
+    if exists:
         check_private_file(path)
         lines = path.read_text().splitlines()
-        if any(_key_token(line) == public_key for line in lines):
-            return False
-    lines.append(f"{public_key}  # {comment}" if comment else public_key)
-    write_private_file(path, ("\n".join(lines) + "\n").encode())
-    return True
+    else:
+        lines = [f"{own}  # {OWN_KEY_COMMENT}"] if own else []
+    present = any(_key_token(line) == public_key for line in lines)
+    if present and exists:
+        return False
+    if not present:
+        lines.append(f"{public_key}  # {comment}" if comment else public_key)
+    write_private_file(path, ("\n".join(lines) + "\n").encode(), durable=True)
+    return not present
 
 
 # --- connection files -------------------------------------------------------------------

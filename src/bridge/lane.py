@@ -26,8 +26,9 @@ from typing import Any, List, Optional
 import zmq
 
 from . import dispatch
+from .key_policy import recv_from_peer
 from .ops import FRAME_OPS, OpError, arg
-from .protocol import ZERO_COPY_THRESHOLD, BadRequest, Request, encode_error, recv_parts
+from .protocol import ZERO_COPY_THRESHOLD, BadRequest, Request, encode_error
 from .server import Server
 
 log = logging.getLogger("bridge")
@@ -42,6 +43,7 @@ class Lane:
     def __init__(self, server: Server, thread_id: int, pause_id: int) -> None:
         self.thread_id = thread_id
         self.pause_id = pause_id
+        self.policy = server.policy  # a key revoked during the pause is refused here too
         # A key pair of its own: the server's secret lives only inside the server's socket.
         # Clients learn the public half from the lane event, which came over the
         # server's CURVE channel (so it is as trustworthy as the connection file).
@@ -61,11 +63,14 @@ class Lane:
         """The frame op waiting on the lane (the caller polled it), or None if there was
         none or it was refused (answered here: malformed, another op, another pause)."""
         try:
-            identity, *frames = recv_parts(self.socket, zmq.NOBLOCK, 2)
+            key, (identity, *frames) = recv_from_peer(self.socket, zmq.NOBLOCK, 2)
         except zmq.Again:
             return None
         except zmq.ZMQError as exc:  # never into the user's code: this thread is theirs
             log.warning("bridge: lane receive failed: %s", exc)
+            return None
+        if not self.policy.admits(key):  # revoked since its handshake: nothing of it is applied
+            self.send(identity, self.policy.refusal(key, frames, identity))
             return None
         try:
             request = dispatch.accept(frames, identity)

@@ -112,6 +112,9 @@ OP_MODULES = (
     "bridge.debug_ops",   # breakpoints, pause on demand, watches
     "bridge.mount_ops",   # jump_context snapshots and write-back, live references
     "bridge.playground_ops",  # %%playground: run code in a fork() of the paused process
+    "bridge.source_ops",  # the DebugPanel's source view: a frame's source from linecache
+    "bridge.inspect_ops",  # the DebugPanel's inspector: bounded previews of values
+    "bridge.output_ops",  # the DebugPanel's job output view: the tail of what the job printed
     "bridge.outcomes",    # outcome: what became of a request whose reply was lost
 )
 

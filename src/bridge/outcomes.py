@@ -44,6 +44,15 @@ def _size(frames: Sequence[Any]) -> int:
     return total
 
 
+def _went_by_bulk(frames: Sequence[Any]) -> bool:
+    """Whether a reply's header names a bulk descriptor (in the header frame, or in its
+    spill frame, the last, when the header was too big: bridge/protocol.py)."""
+    head = bytes(frames[0])
+    if b'"bulk":{' in head:
+        return True
+    return b'"spill":' in head and len(frames) > 1 and b'"bulk":{' in bytes(frames[-1])
+
+
 class ReplyCache:
     """Request id -> what became of it, per client routing id. Thread-safe (the server
     thread and paused threads record; the server thread answers ``outcome``)."""
@@ -74,7 +83,7 @@ class ReplyCache:
         size = _size(frames)
         # A reply whose buffers went by the bulk path cannot be sent again (the buffers
         # are gone once read): remember only that it ran.
-        kept = bool(frames) and size <= MAX_REPLY_BYTES and b'"bulk":{' not in bytes(frames[0])
+        kept = bool(frames) and size <= MAX_REPLY_BYTES and not _went_by_bulk(frames)
         with self._lock:
             old = self._entries.pop(key, None)
             if isinstance(old, tuple):
@@ -109,6 +118,15 @@ class ReplyCache:
 
 #: The process's reply cache (dispatch.py records into it).
 CACHE = ReplyCache()
+
+def forget_inherited() -> ReplyCache:
+    """In a forked child (bridge/forks.py): the replies are the parent's clients', and a
+    parent's thread may have held the lock at the fork. Returns the parent's cache (to be
+    kept, not finalized)."""
+    global CACHE
+    inherited, CACHE = CACHE, ReplyCache()
+    return inherited
+
 
 #: Ops that are not recorded: asking about an outcome is itself never asked about.
 UNRECORDED = frozenset({"outcome"})

@@ -190,6 +190,7 @@ def serve(frames: List[FrameType], reason: str, *, timeout: Optional[float] = No
         raise ValueError("nothing to pause at: no frames")
     server = server or get_server()
     pause = Pause(frames, reason, info)
+    kept_lane = _take_kept_lane(pause)
     try:
         exprs = watches.watched()
         if exprs:  # evaluated here, on the paused thread, so they arrive with the event
@@ -198,6 +199,8 @@ def serve(frames: List[FrameType], reason: str, *, timeout: Optional[float] = No
         server.register_pause(pause)
     except BaseException:  # not paused after all: leave no pipe or socket behind
         pause.inbox.close(pause.pause_id, pause.thread_id)
+        if kept_lane is not None:
+            kept_lane.close()
         raise
     action = "continue"
     lane: Optional[Lane] = None
@@ -206,8 +209,11 @@ def serve(frames: List[FrameType], reason: str, *, timeout: Optional[float] = No
     try:
         # The lane opens after the pause is announced (the `paused` event does not wait
         # for its bind) and is named by an event of its own; until a client hears of it,
-        # its requests come through the server socket.
-        lane = _open_lane(server, pause)
+        # its requests come through the server socket. A thread that steps keeps its lane
+        # (named in the `paused` event itself).
+        if kept_lane is not None:
+            kept_lane.pause_id = pause.pause_id
+        lane = kept_lane if kept_lane is not None else _open_lane(server, pause)
         sources: List[RequestSource] = [pause.inbox] if lane is None else [pause.inbox, lane]
         action = _serve_requests(pause, sources, timeout) or action
     finally:
@@ -215,10 +221,41 @@ def serve(frames: List[FrameType], reason: str, *, timeout: Optional[float] = No
         try:
             server.unregister_pause(pause, action)
         finally:
-            if lane is not None:
+            if lane is not None and action in _STEPPING:
+                _kept[pause.thread_id] = lane
+            elif lane is not None:
                 lane.close()
             pause.inbox.close(pause.pause_id, pause.thread_id)
     return action
+
+
+# The lane of a thread that steps, kept from one stop to the next (thread id -> lane):
+# stepping makes a new pause every few hundred microseconds, and a new lane costs a key
+# pair and a bind here and a CURVE handshake at the client (docs/benchmarks.md, step round
+# trip). The pause id in each lane request still tells the pauses apart.
+_kept: Dict[int, Lane] = {}
+_STEPPING = ("step", "next", "step_out")
+
+
+def _take_kept_lane(pause: Pause) -> Optional[Lane]:
+    """The lane this thread kept from its last stop, named in ``pause.info``; those of
+    threads that ended while stepping are closed (nobody can use them again)."""
+    lane = _kept.pop(pause.thread_id, None)
+    if _kept:
+        alive = {t.ident for t in threading.enumerate()}
+        for tid in [t for t in _kept if t not in alive]:
+            _kept.pop(tid).close()
+    if lane is not None:
+        pause.info = dict(pause.info, lane=lane.port, lane_key=lane.public_key)
+    return lane
+
+
+def forget_inherited() -> Dict[int, Lane]:
+    """In a forked child (bridge/forks.py): forget the lanes stepping threads kept; they
+    are the parent's sockets. Returned, so that the caller keeps them from being closed."""
+    kept = dict(_kept)
+    _kept.clear()
+    return kept
 
 
 def _serve_requests(pause: Pause, sources: List[RequestSource], timeout: Optional[float]) -> Optional[str]:

@@ -22,8 +22,10 @@ The hazards that remain are handled here: a wall-clock limit with SIGKILL for a 
 that hangs (a lock held by some *other* thread at fork time), ``os._exit`` in
 ``try/finally`` so the child never runs the parent's atexit handlers or flushes its
 buffers, a pipe instead of the parent's ZeroMQ sockets, no debugger pauses in the child,
-and the 3.12+ DeprecationWarning about forking a multi-threaded process silenced for the
-``fork`` call only. Where ``os.fork`` does not exist, the op says so.
+the 3.12+ DeprecationWarning about forking a multi-threaded process silenced for the
+``fork`` call only, and a target that ignores SIGCHLD or reaps every child itself (the
+child may be gone before ``waitpid`` looks: :class:`_Child`). Where ``os.fork`` does not
+exist, the op says so.
 
 Open files and sockets are shared with the child (same descriptors, same file offsets):
 writing to them from a playground is visible outside it. The docs say so.
@@ -56,6 +58,8 @@ MAX_TIMEOUT_S = 3600.0
 MAX_OUTPUT_CHARS = 1_000_000
 #: Exit status of a child that finished normally (any other status means it broke).
 _CHILD_OK = 0
+#: The wait status of a child someone else reaped (no real wait status is negative).
+STATUS_UNKNOWN = -1
 _LEN = struct.Struct("!Q")
 # The child runs user code that may replace anything (``json.dumps = None``, ``del os.write``):
 # the functions it needs afterwards are bound here, at import time, once and for all.
@@ -111,12 +115,19 @@ def run_forked(frame: FrameType, code: str, timeout: float) -> Tuple[Dict[str, A
     if pid == 0:  # the child: never returns
         _child_main(frame, code, read_fd, write_fd)
     fork_ms = (time.perf_counter() - started) * 1000
+    child = _Child(pid)
     os.close(write_fd)
     try:
-        payload, complete = _read_payload(read_fd, started + timeout)
+        try:
+            payload, complete = _read_payload(read_fd, started + timeout)
+        finally:
+            os.close(read_fd)
+        # Past the deadline the child is killed at once; after a result or an EOF it is
+        # exiting (its pipe closes a moment before it can be reaped): give it time.
+        timed_out = not complete and time.perf_counter() >= started + timeout
+        status = child.reap(wait_s=0.0 if timed_out else 5.0)
     finally:
-        os.close(read_fd)
-    status = _reap(pid, wait_s=0.0 if not complete else 5.0)
+        child.close()
     elapsed = time.perf_counter() - started
     if not complete:
         if status is None:
@@ -168,25 +179,72 @@ def _complete(data: bytearray) -> bool:
     return len(data) >= _total_len(data)
 
 
-def _reap(pid: int, wait_s: float) -> Optional[int]:
-    """Wait up to ``wait_s`` for the child, then SIGKILL it; return its wait status (None if killed)."""
-    deadline = time.perf_counter() + wait_s
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return status
-        if time.perf_counter() >= deadline:
-            break
-        time.sleep(0.005)  # a child that already sent everything exits within microseconds
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    os.waitpid(pid, 0)
-    return None
+class _Child:
+    """The forked child, as the parent sees it: reap it, or kill it past its deadline.
+
+    Many daemons ignore SIGCHLD (the kernel then reaps a child the moment it exits) or reap
+    every child in a SIGCHLD handler of their own; either way ``waitpid`` may find the child
+    gone (``ChildProcessError``) and its exit status unknown. A child that is gone may have
+    had its pid reused, so where the platform has them (Linux 5.3+) the child is killed
+    through a pidfd, which names this process and no later one with the same pid.
+    """
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.pidfd: Optional[int] = None
+        opener = getattr(os, "pidfd_open", None)
+        if opener is not None:
+            try:
+                self.pidfd = opener(pid)
+            except OSError:  # an old kernel, or the child is gone already
+                pass
+
+    def reap(self, wait_s: float) -> Optional[int]:
+        """Wait up to ``wait_s`` for the child, then SIGKILL it; return its wait status,
+        :data:`STATUS_UNKNOWN` if someone else reaped it, or None if it was killed here."""
+        deadline = time.perf_counter() + wait_s
+        while True:
+            status = self._poll()
+            if status is not None:
+                return status
+            if time.perf_counter() >= deadline:
+                break
+            time.sleep(0.005)  # a child that already sent everything exits within microseconds
+        self._kill()
+        # A SIGKILLed process is gone within milliseconds; bounded all the same (a child stuck
+        # in the kernel must not hold up the paused thread, which has a client to answer).
+        deadline = time.perf_counter() + 5.0
+        while self._poll() is None and time.perf_counter() < deadline:
+            time.sleep(0.005)
+        return None
+
+    def _poll(self) -> Optional[int]:
+        """The child's wait status if it exited (reaping it), else None."""
+        try:
+            done, status = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:  # reaped already, by the kernel or by the job's own handler
+            return STATUS_UNKNOWN
+        return status if done else None
+
+    def _kill(self) -> None:
+        try:
+            if self.pidfd is not None:
+                signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+            elif self._poll() is None:  # without a pidfd: only a child not reaped yet is surely ours
+                os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def close(self) -> None:
+        """Release the pidfd."""
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
 
 
 def _describe_status(status: int) -> str:
+    if status == STATUS_UNKNOWN:
+        return "ended (its exit status is unknown: the target reaps its children itself or ignores SIGCHLD)"
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         try:

@@ -23,6 +23,12 @@ Reply header: ``v``, ``id``, ``ok``, ``nbuf``; ``result`` (JSON) when ``ok``, el
 that travel outside the message. Event header: ``v``, ``event``, ``time``, ``nbuf`` and
 the event's own fields.
 
+A header stays within ``MAX_HEADER_BYTES`` whatever it carries: when its fields would
+make it bigger (a long output, a deep stack, thousands of releases), every field but
+the envelope (``ENVELOPE_FIELDS``) moves into one JSON frame after the value frames,
+and ``spill`` names those fields. The receiver parses the small header first, as always,
+then merges the spilled fields back: a big result travels as a frame, not as a refusal.
+
 Transport fields (``pause_id``, ``release``, ``bulk``, ``bulk_in``) are header fields,
 never op arguments: a handler sees only ``args`` and the value frames.
 """
@@ -38,8 +44,11 @@ import zmq
 
 PROTOCOL_VERSION = 2
 
-#: Largest header frame a side parses; anything bigger is refused unread.
+#: Largest header frame a side parses; anything bigger is refused unread. A sender moves
+#: what does not fit into a spill frame (``spill`` field, docs/protocol.md).
 MAX_HEADER_BYTES = 64 * 1024
+#: Header fields that never spill: what a receiver checks before anything else.
+ENVELOPE_FIELDS = frozenset({"v", "nbuf", "id", "op", "ok", "event", "spill"})
 #: Largest whole message a socket accepts (ZMQ_MAXMSGSIZE): bigger values take the bulk path.
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 #: Buffers smaller than this are copied by ZeroMQ anyway; no point sending them zero-copy.
@@ -107,17 +116,26 @@ def encode_header(header: Dict[str, Any]) -> bytes:
     return _header_encoder.encode(header).encode("utf-8")
 
 
+def _frame_bytes(frame: Any) -> bytes:
+    return frame if type(frame) is bytes else bytes(frame.buffer) if hasattr(frame, "buffer") else bytes(frame)
+
+
+def _json_object(data: bytes, what: str) -> Dict[str, Any]:
+    try:
+        obj = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ProtocolError(f"{what} is not UTF-8 JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError(f"{what} must be a JSON object, not {type(obj).__name__}")
+    return obj
+
+
 def decode_header(frame: Any) -> Dict[str, Any]:
     """Parse and validate a header frame; raise ProtocolError naming what is wrong."""
-    data = frame if type(frame) is bytes else bytes(frame.buffer) if hasattr(frame, "buffer") else bytes(frame)
+    data = _frame_bytes(frame)
     if len(data) > MAX_HEADER_BYTES:
         raise ProtocolError(f"header of {len(data)} bytes exceeds the {MAX_HEADER_BYTES}-byte limit")
-    try:
-        header = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ProtocolError(f"header is not UTF-8 JSON: {exc}") from None
-    if not isinstance(header, dict):
-        raise ProtocolError(f"header must be a JSON object, not {type(header).__name__}")
+    header = _json_object(data, "header")
     version = header.get("v")
     # type() check: JSON true and 1.0 compare equal to 1 in Python but are not a version.
     if type(version) is not int or version != PROTOCOL_VERSION:
@@ -127,10 +145,14 @@ def decode_header(frame: Any) -> Dict[str, Any]:
     nbuf = header.get("nbuf", 0)
     if type(nbuf) is not int or nbuf < 0:
         raise ProtocolError(f"nbuf must be a non-negative integer, not {nbuf!r}")
+    _check_args(header)
+    return header
+
+
+def _check_args(header: Dict[str, Any]) -> None:
     args = header.get("args", {})
     if not isinstance(args, dict):
         raise ProtocolError(f"args must be a JSON object, not {type(args).__name__}")
-    return header
 
 
 def make_message(header: Dict[str, Any], value_frames: Optional[Frames] = None) -> Frames:
@@ -143,11 +165,22 @@ def _message(header: Dict[str, Any], value_frames: Optional[Frames]) -> Frames:
     value_frames = value_frames or []
     header["v"] = PROTOCOL_VERSION
     header["nbuf"] = len(value_frames)
-    return [encode_header(header), *value_frames]
+    encoded = encode_header(header)
+    if len(encoded) <= MAX_HEADER_BYTES:
+        return [encoded, *value_frames]
+    # Too big for a header: everything but the envelope travels in a frame of its own, last.
+    spilled = {name: header.pop(name) for name in list(header) if name not in ENVELOPE_FIELDS}
+    header["spill"] = sorted(spilled)
+    header["nbuf"] = len(value_frames) + 1
+    return [encode_header(header), *value_frames, encode_header(spilled)]
 
 
 def split_message(frames: Sequence[Any]) -> "tuple[Dict[str, Any], List[Any]]":
-    """Parse a received message into (header, value frames), checking the frame count."""
+    """Parse a received message into (header, value frames), checking the frame count.
+
+    Spilled fields (``spill``) are merged back into the header, and their frame is not
+    one of the value frames returned.
+    """
     if not frames:
         raise ProtocolError("empty message")
     header = decode_header(frames[0])
@@ -156,7 +189,27 @@ def split_message(frames: Sequence[Any]) -> "tuple[Dict[str, Any], List[Any]]":
         raise ProtocolError(
             f"header announces {header.get('nbuf', 0)} value frames but {len(values)} arrived"
         )
+    if "spill" in header:
+        _merge_spill(header, values)
     return header, values
+
+
+def _merge_spill(header: Dict[str, Any], values: List[Any]) -> None:
+    """Move the fields of the spill frame (the last of ``values``) into ``header``."""
+    names = header.pop("spill")
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise ProtocolError("spill must be a non-empty list of field names")
+    envelope = ENVELOPE_FIELDS.intersection(names)
+    if envelope:
+        raise ProtocolError(f"spill cannot carry the envelope fields {', '.join(sorted(envelope))}")
+    if not values:
+        raise ProtocolError("spill announced but no frame carries it")
+    spilled = _json_object(_frame_bytes(values.pop()), "the spill frame")
+    if sorted(spilled) != sorted(names) or len(set(names)) != len(names):
+        raise ProtocolError(f"the spill frame carries {sorted(spilled)}, the header announced {sorted(names)}")
+    header.update(spilled)
+    header["nbuf"] = len(values)
+    _check_args(header)
 
 
 # --- requests ------------------------------------------------------------------------------

@@ -133,6 +133,17 @@ class RefTable:
         with self._lock:
             return ref in self._entries
 
+    def forget_inherited(self) -> List[Any]:
+        """In a forked child: start empty with a fresh lock (the handles were the parent's
+        clients', and another thread may have held the lock at the fork). Returns what the
+        table held, for the caller to keep alive: letting it go would run finalizers in
+        the middle of a fork."""
+        held = [self._entries, self._released]
+        self._lock = threading.Lock()
+        self._entries = {}
+        self._released = []
+        return held
+
 
 #: The process-wide table.
 TABLE = RefTable()

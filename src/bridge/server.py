@@ -24,7 +24,8 @@ from typing import Any, Dict, List, Optional, Sequence
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
-from . import dispatch, keys
+from . import dispatch, keys, startup
+from .key_policy import KeyPolicy, recv_from_peer, refusal_log
 from .ops import FRAME_OPS, SERVER_OPS, OpError, arg, load_all
 from .protocol import (
     HEARTBEAT_IVL_MS,
@@ -43,6 +44,11 @@ from .protocol import (
 log = logging.getLogger("bridge")
 
 INTERNAL_ENDPOINT = "inproc://bridge-internal-{}"
+#: Pause changes closer than this are a burst: the connection file follows them this long
+#: after they stop (one rewrite per burst of steps), and at most FILE_REWRITE_MAX_S after
+#: the first.
+FILE_REWRITE_S = 0.05
+FILE_REWRITE_MAX_S = 1.0
 
 # Tags of internal messages from paused threads to the server thread: the first byte of
 # the first frame (a reply's first frame is the tag followed by the client's identity).
@@ -50,36 +56,6 @@ TAG_REPLY = b"R"
 TAG_EVENT = b"E"
 TAG_STOP = b"S"
 
-
-class _RateLimitedLog:
-    """Log refusals, at most ``burst`` lines per ``window`` seconds (a flood of bad peers
-    must not fill the job's log); the next line that gets through says how many were hidden."""
-
-    def __init__(self, burst: int = 10, window: float = 60.0) -> None:
-        self.burst = burst
-        self.window = window
-        self._lock = threading.Lock()
-        self._window_start = 0.0
-        self._count = 0
-        self._suppressed = 0
-
-    def warning(self, message: str, *args: Any) -> None:
-        now = time.monotonic()
-        with self._lock:
-            if now - self._window_start > self.window:
-                self._window_start, self._count = now, 0
-            self._count += 1
-            if self._count > self.burst:
-                self._suppressed += 1
-                return
-            suppressed, self._suppressed = self._suppressed, 0
-        if suppressed:
-            message += f" ({suppressed} similar refusals not logged)"
-        log.warning(message, *args)
-
-
-#: Every refused peer (unauthorized key, failed handshake) is logged through this.
-refusal_log = _RateLimitedLog()
 
 # Server-side handshake failures, as the ROUTER's monitor reports them. An unauthorized
 # client key is logged by the ZAP handler (with its fingerprint), so it is only counted.
@@ -91,42 +67,30 @@ _HANDSHAKE_FAILURE_TEXT = {
 }
 
 
-class _KeyPolicy:
-    """ZAP credentials provider: admit only authorized client keys, log every refusal."""
-
-    def __init__(self) -> None:
-        self._keys = keys.authorized_keys()
-        self._loaded = time.monotonic()
-
-    def callback(self, domain: str, client_key: bytes) -> bool:
-        # Re-read at most once a second so `framebridge keys --authorize` applies to
-        # running targets without letting a flood of handshakes hammer the disk.
-        now = time.monotonic()
-        if now - self._loaded > 1.0:
-            try:
-                self._keys = keys.authorized_keys()
-            except Exception as exc:  # a broken file must not open the door
-                log.warning("bridge: cannot read authorized keys (%s); keeping the previous set", exc)
-            self._loaded = now
-        key = client_key.decode("ascii", "replace")
-        if key in self._keys:
-            return True
-        refusal_log.warning("bridge: refused a client with an unauthorized key %s", keys.fingerprint(key))
-        return False
-
-
 class Server:
     """Owns the ROUTER socket and the thread that serves it. One per process."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.pid = os.getpid()
+        self.host = host
+        # Read first: a key file that cannot be used stops the start before anything is opened.
+        self.policy = KeyPolicy()
         self.context = zmq.Context()  # our own: never share the user's zmq context
+        self.auth: Optional[ThreadAuthenticator] = None
+        self.connection_file: Optional[Any] = None
+        try:
+            self._open(port)
+        except BaseException:
+            # A failed start leaves nothing behind: no ZAP thread, no socket, no fd.
+            self._discard()
+            raise
+
+    def _open(self, port: int) -> None:
         self.auth = ThreadAuthenticator(self.context, log=logging.getLogger("bridge.zap"))
         self.auth.start()
-        self.auth.configure_curve_callback("*", credentials_provider=_KeyPolicy())
+        self.auth.configure_curve_callback("*", credentials_provider=self.policy)
         public, secret = zmq.curve_keypair()
         self.public_key = public.decode("ascii")
-        self.host = host
 
         # The secret key lives only inside the socket from here on (no attribute holds it).
         self.router = self.curve_router(public, secret)
@@ -140,7 +104,7 @@ class Server:
         self.handshake_failures = 0
         self.routed_frame_ops = 0
         port = self.bind(self.router, port)
-        self.endpoint = tcp_endpoint(host, port)
+        self.endpoint = tcp_endpoint(self.host, port)
 
         self.internal_endpoint = INTERNAL_ENDPOINT.format(id(self))
         self.internal = self.context.socket(zmq.PULL)
@@ -150,6 +114,8 @@ class Server:
         self._push.connect(self.internal_endpoint)
 
         self.subscribers: Dict[bytes, float] = {}
+        #: The client key of each subscriber: events go only to those still authorized.
+        self.subscriber_keys: Dict[bytes, Optional[str]] = {}
         self.clients_seen = 0
         self.pauses: Dict[int, Any] = {}  # thread id -> pause.Pause
         self._pauses_lock = threading.Lock()
@@ -158,8 +124,27 @@ class Server:
         self.thread = threading.Thread(target=self._run, name="bridge-server", daemon=True)
         self._stopped = threading.Event()
         self.connection_file = None
-        self._write_connection_file()
+        self._file_lock = threading.Lock()
+        self._file_due: Optional[float] = None  # when the server thread rewrites the file
+        self._file_first_change: Optional[float] = None
+        self._file_written = float("-inf")  # when a pause change was last written
+        try:
+            # Written before the thread starts: without it nobody could ever attach, so a
+            # target that cannot write it does not pause (startup.py says why).
+            self.connection_file = keys.write_connection_file(self.connection_info())
+        except OSError as exc:
+            raise startup.StartError(f"cannot write connection file: {exc}") from None
         self.thread.start()
+
+    def _discard(self) -> None:
+        """Undo a start that failed half-way (nothing else has seen this server yet)."""
+        self._remove_connection_file()
+        if self.auth is not None:
+            try:
+                self.auth.stop()  # joins the ZAP thread, closes its sockets
+            except Exception:
+                pass
+        self.context.destroy(linger=0)  # closes every socket opened so far, then terminates
 
     def curve_router(self, public_key: bytes, secret_key: bytes) -> zmq.Socket:
         """A CURVE server ROUTER socket with these keys and the server's limits (the ZAP
@@ -209,16 +194,16 @@ class Server:
             self.pause_counter += 1
             pause.pause_id = self.pause_counter
             self.pauses[pause.thread_id] = pause
+        self._connection_file_changed()  # before the event that wakes the server thread
         self.broadcast("paused", pause.describe())
-        self._write_connection_file()
 
     def unregister_pause(self, pause: Any, action: str) -> None:
         """A thread resumed."""
         with self._pauses_lock:
             if self.pauses.get(pause.thread_id) is pause:
                 del self.pauses[pause.thread_id]
+        self._connection_file_changed()
         self.broadcast("resumed", {"thread": pause.thread_id, "pause_id": pause.pause_id, "action": action})
-        self._write_connection_file()
 
     def paused_threads(self) -> List[Any]:
         """Snapshot of the current pauses."""
@@ -226,10 +211,12 @@ class Server:
             return list(self.pauses.values())
 
     def stop(self, timeout: float = 2.0) -> None:
-        """Stop serving, remove the connection file. Safe to call twice."""
-        if os.getpid() != self.pid:  # a forked child: the parent's server is not ours to stop
-            return
-        if self._stopped.is_set():
+        """Stop serving, remove the connection file. Safe to call twice.
+
+        Does nothing in a forked child: there the server is the parent's (its threads do not
+        exist, its sockets are the parent's), and touching it would hang the child (forks.py).
+        """
+        if self._stopped.is_set() or os.getpid() != self.pid:
             return
         self._stopped.set()
         if self.thread.is_alive() and threading.current_thread() is not self.thread:
@@ -240,7 +227,7 @@ class Server:
             self.thread.join(timeout)
         self._remove_connection_file()
         try:
-            self.auth.stop()
+            self.auth.stop()  # type: ignore[union-attr]  # set by every started server
         except Exception:
             pass
 
@@ -259,6 +246,34 @@ class Server:
             "started": self.started,
             "paused": [p.describe() for p in self.paused_threads()],
         }
+
+    def _connection_file_changed(self) -> None:
+        # The pause list changed. The first change after a quiet spell rewrites the file at
+        # once (a client that saw the event finds the file up to date); changes in a burst
+        # (a client stepping: two per step, ~0.5 ms each on the paused thread, see
+        # docs/benchmarks.md) leave it to the server thread, woken by the event broadcast
+        # next, once they stop for FILE_REWRITE_S (at most FILE_REWRITE_MAX_S later).
+        now = time.monotonic()
+        with self._file_lock:
+            if self._file_due is None and now - self._file_written >= FILE_REWRITE_S:
+                self._file_written = now
+                write_now = True
+            else:
+                write_now = False
+                first = self._file_first_change = self._file_first_change or now
+                self._file_due = min(now + FILE_REWRITE_S, first + FILE_REWRITE_MAX_S)
+        if write_now:
+            self._write_connection_file()
+
+    def _rewrite_if_due(self) -> None:
+        """On the server thread: the deferred rewrite of the connection file, when due."""
+        with self._file_lock:
+            due = self._file_due
+            if due is None or time.monotonic() < due:
+                return
+            self._file_due = self._file_first_change = None
+            self._file_written = time.monotonic()
+        self._write_connection_file()
 
     def _write_connection_file(self) -> None:
         if self._stopped.is_set() or os.getpid() != self.pid:
@@ -283,8 +298,9 @@ class Server:
         poller.register(self.internal, zmq.POLLIN)
         poller.register(self.monitor, zmq.POLLIN)
         while True:
+            due = self._file_due
             try:
-                ready = dict(poller.poll())
+                ready = dict(poller.poll(None if due is None else max(0, (due - time.monotonic()) * 1000)))
             except zmq.ZMQError as exc:
                 if exc.errno == zmq.ETERM:
                     break
@@ -296,6 +312,7 @@ class Server:
                 self._drain_router()
             if self.monitor in ready:
                 self._drain_monitor()
+            self._rewrite_if_due()
         try:
             self.router.disable_monitor()
         except zmq.ZMQError:
@@ -333,19 +350,43 @@ class Server:
             if tag == TAG_REPLY:  # the reply's first part is the tag and the client identity in one
                 self._send(first[1:], frames)
             elif tag == TAG_EVENT:
-                for identity in list(self.subscribers):
-                    self._send(identity, frames)
+                self._publish(frames)
             elif tag == TAG_STOP:
                 return False
         return True
 
+    def _publish(self, frames: Sequence[Any]) -> None:
+        """Send an event to every subscriber whose key is still authorized (a revoked one is dropped)."""
+        admits = self.policy.admits
+        for identity in list(self.subscribers):
+            key = self.subscriber_keys.get(identity)
+            if admits(key):
+                self._send(identity, frames)
+            else:  # told once, so that its session fails now instead of waiting for events
+                self.subscribers.pop(identity, None)
+                self.subscriber_keys.pop(identity, None)
+                self._send(identity, self.policy.refusal(key))
+
     def _drain_router(self) -> None:
         router = self.router
+        admits = self.policy.admits
         for _ in range(1000):  # bounded: let internal traffic (replies) through too
             if not router.get(zmq.EVENTS) & zmq.POLLIN:  # cheaper than zmq.Again
                 return
-            identity, *frames = recv_parts(router, zmq.NOBLOCK, 2)
+            key, (identity, *frames) = recv_from_peer(router, zmq.NOBLOCK, 2)
+            if not admits(key):  # revoked since its handshake: nothing of it is applied
+                self.subscribers.pop(identity, None)
+                self.subscriber_keys.pop(identity, None)
+                self._send(identity, self.policy.refusal(key, frames, identity))
+                continue
             self._handle(identity, frames)
+            if identity in self.subscribers and identity not in self.subscriber_keys:
+                self._remember_subscriber_key(identity, key)
+
+    def _remember_subscriber_key(self, identity: bytes, key: Optional[str]) -> None:
+        self.subscriber_keys[identity] = key
+        if len(self.subscriber_keys) > 2 * len(self.subscribers) + 16:  # forget those that left
+            self.subscriber_keys = {i: k for i, k in self.subscriber_keys.items() if i in self.subscribers}
 
     def _send(self, identity: bytes, frames: Sequence[Any]) -> None:
         try:
@@ -424,19 +465,33 @@ class PushSink:
 
 _server: Optional[Server] = None
 _server_lock = threading.Lock()
+_stop_registered = False
 
 
 def get_server(host: Optional[str] = None, port: Optional[int] = None) -> Server:
-    """The process's server, started on first use (BRIDGE_HOST / BRIDGE_PORT apply)."""
-    global _server
+    """The process's server, started on first use (BRIDGE_HOST / BRIDGE_PORT apply).
+
+    Raises :class:`startup.StartError` (one line: what is wrong, how to fix it) when it
+    cannot start; a failed start leaves no thread or socket behind, and the next call tries again.
+    """
+    global _server, _stop_registered
     with _server_lock:
         if _server is None or _server.pid != os.getpid():
             host = host or os.environ.get("BRIDGE_HOST") or "127.0.0.1"
             if port is None:
-                port = int(os.environ.get("BRIDGE_PORT") or 0)
-            load_all()
-            _server = Server(host, port)
-            atexit.register(_server.stop)
+                port = startup.port_from_env()
+            try:
+                load_all()
+                server = Server(host, port)
+            except Exception as exc:
+                raise startup.explain(exc, host, port) from None
+            _server = server
+            if not _stop_registered:
+                _stop_registered = True
+                atexit.register(_stop_at_exit)
+            from .capture import install
+
+            install(record=True)  # the job's output tail, for as long as bridge is active
         return _server
 
 
@@ -445,12 +500,27 @@ def current_server() -> Optional[Server]:
     return _server if _server is not None and _server.pid == os.getpid() else None
 
 
-def _forget_server_in_child() -> None:
-    # A forked child has the parent's objects but none of its threads: start afresh.
+def _stop_at_exit() -> None:
+    # Registered once: the server of the process that is exiting, never an inherited one.
+    server = current_server()
+    if server is not None:
+        server.stop()
+
+
+def serves_thread(ident: int) -> bool:
+    """Whether thread ``ident`` is one framebridge runs: the server thread, or a thread
+    paused in it. Asked in a forked child of the inherited server (forks.py): a fork made
+    there is framebridge's own (the playground's), never a child to make attachable."""
+    server = _server
+    return server is not None and (ident == server.thread.ident or ident in server.pauses)
+
+
+def forget_inherited() -> None:
+    """In a forked child, right after fork: forget the parent's server (forks.py).
+
+    The child has the parent's Server object but none of its threads, and its sockets are
+    the parent's; it starts a server of its own if it ever needs one.
+    """
     global _server, _server_lock
     _server = None
-    _server_lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_server_in_child)
+    _server_lock = threading.Lock()  # another thread may have held it at the fork

@@ -11,7 +11,7 @@ from types import FrameType
 from typing import Dict, List, Sequence
 
 from . import frames as frame_access
-from .summaries import summarize
+from .summaries import frame_deadline, summarize
 
 _watched: tuple = ()
 
@@ -52,10 +52,11 @@ def clear() -> List[str]:
 def evaluate(frame: FrameType, exprs: Sequence[str]) -> Dict[str, str]:
     """repr of each watch expression in ``frame`` (errors shown as text, never raised)."""
     out = {}
+    deadline = frame_deadline()  # their reprs together are bounded like a frame's summaries
     for expr in exprs:
         try:
             value = frame_access.run_code(frame, compile(expr, "<watch>", "eval"), eval_mode=True)
-            out[expr] = summarize(value)["repr"]
+            out[expr] = summarize(value, deadline=deadline)["repr"]
         except Exception as exc:
             out[expr] = f"<{type(exc).__name__}: {exc}>"
     return out

@@ -1,10 +1,11 @@
-"""The client's one place for the bulk path (bridge/bulk.py, docs/protocol.md "Big values").
+"""The client's one place for the bulk path (bridge/bulk/, docs/protocol.md "Big values").
 
 A request says which bulk mode it takes big reply buffers in and sends its own big
 buffers outside the message (:class:`Outgoing`, with an :class:`Upload` streaming beside
 it through the data port); a reply's buffers that came outside it are put back by
 :func:`finish_reply`. Direct channels (client/transport.py) and the links the I/O loop
-serves (client/link.py) both use these.
+serves (client/link.py) both use these. Every wait on the data port is bounded by the
+request's timeout (``bulk.TIMEOUT_S`` for a request that waits without one).
 """
 
 from __future__ import annotations
@@ -28,25 +29,27 @@ def choose_bulk(offer: Optional[Dict[str, Any]], endpoint: str, local: bool) -> 
 
 
 class Outgoing:
-    """A request's value frames, its big buffers moved to the bulk path (bridge/bulk.py)
+    """A request's value frames, its big buffers moved to the bulk path (bridge/bulk/)
     when the session has one: ``frames`` and ``descriptor`` go into the message, an
-    ``aes`` upload streams beside it (:meth:`sent`), :meth:`close` cleans up after the reply."""
+    ``aes`` upload streams beside it (:meth:`sent`), :meth:`close` cleans up after the reply.
+    A session whose own mode cannot export (a full /dev/shm) sends through another, or
+    inside the message (``BulkPeer.export_request``): the value is never lost."""
 
-    def __init__(self, peer: Optional[bulk.BulkPeer], frames: Optional[List[Any]], pid: int) -> None:
+    def __init__(self, peer: Optional[bulk.BulkPeer], frames: Optional[List[Any]], pid: int,
+                 timeout: Optional[float] = None) -> None:
         self.peer = peer
         self.mode = peer.mode if peer is not None and peer.mode != "curve" else None
         self.frames = frames
         self.descriptor: Optional[Dict[str, Any]] = None
         self.upload: Optional[Upload] = None
         if self.mode is not None and frames:
-            exported, descriptor, transfer = bulk.export_frames([b""] + list(frames), self.mode,
-                                                                threshold=peer.threshold)  # type: ignore[union-attr]
+            exported, descriptor, transfer = peer.export_request([b""] + list(frames))  # type: ignore[union-attr]
             if descriptor is not None:
                 self.frames = exported[1:]
                 self.descriptor = descriptor
             if transfer is not None:
                 try:
-                    self.upload = Upload(peer, transfer, pid)  # type: ignore[arg-type]
+                    self.upload = Upload(peer, transfer, pid, timeout)  # type: ignore[arg-type]
                 except BaseException:  # no data port, refused: nothing was sent
                     transfer.close()
                     if descriptor is not None:
@@ -74,25 +77,28 @@ class Outgoing:
 
 
 def finish_reply(header: Dict[str, Any], values: List[Any], peer: Optional[bulk.BulkPeer],
-                 pid: int) -> Tuple[Dict[str, Any], List[Any]]:
+                 pid: int, timeout: Optional[float] = None) -> Tuple[Dict[str, Any], List[Any]]:
     """A raw reply made usable: an error reply raises its exception; buffers that came by
-    the bulk path are put back among the values."""
+    the bulk path are put back among the values (each data-port wait bounded by ``timeout``)."""
     if not header.get("ok", True) and "error" in header:
         raise error_from_reply(header["error"])
     if "bulk" in header:  # big buffers came outside the CURVE message
-        values = import_bulk(header["bulk"], values, peer, pid)
+        values = import_bulk(header["bulk"], values, peer, pid, timeout)
     return header, values
 
 
 def import_bulk(descriptor: Dict[str, Any], values: List[Any], peer: Optional[bulk.BulkPeer],
-                pid: int) -> List[Any]:
-    """Map / receive the buffers a reply's bulk descriptor names (progress bar if slow)."""
+                pid: int, timeout: Optional[float] = None) -> List[Any]:
+    """Map / receive the buffers a reply's bulk descriptor names (progress bar if slow);
+    every wait on the data port is bounded by the request's ``timeout``."""
     from .progress import transfer_progress
 
     peer = peer or bulk.BulkPeer()
     total = bulk.total_bytes(descriptor)
+    wait = timeout or bulk.TIMEOUT_S
     with transfer_progress(total, f"pid {pid}: receiving") as report:
-        frames = bulk.import_frames(descriptor, [b""] + list(values), connect=peer.connect, progress=report)
+        frames = bulk.import_frames(descriptor, [b""] + list(values), connect=lambda token: peer.connect(token, wait),
+                                    progress=report)
     peer.count(descriptor)
     return frames[1:]
 
@@ -100,14 +106,14 @@ def import_bulk(descriptor: Dict[str, Any], values: List[Any], peer: Optional[bu
 class Upload:
     """Sends one upload through the target's data port beside the request's reply wait."""
 
-    def __init__(self, peer: bulk.BulkPeer, transfer: bulk.Transfer, pid: int) -> None:
+    def __init__(self, peer: bulk.BulkPeer, transfer: bulk.Transfer, pid: int, timeout: Optional[float]) -> None:
         import threading
 
         from .progress import Progress
 
         if peer.data_address is None:
             raise bulk.BulkError("the target offered no data port")
-        self.sock = bulk.open_upload(peer.data_address, transfer.token)
+        self.sock = bulk.open_upload(peer.data_address, transfer.token, timeout or bulk.TIMEOUT_S)
         self.transfer = transfer
         self.error: Optional[BaseException] = None
         self.progress = Progress(sum(b.nbytes for b in transfer.buffers), f"pid {pid}: sending")

@@ -249,6 +249,8 @@ def error_from_reply(error: Dict[str, Any]) -> BridgeError:
         return NotPaused(message)
     if kind == "WriteBackConflict":
         return WriteBackConflict(message, error.get("names"))
+    if kind == "Unauthorized":  # our key was revoked since the handshake (docs/security.md)
+        return AuthenticationError(message)
     return REFUSALS.get(kind, RemoteError)(kind, message, tb)
 
 

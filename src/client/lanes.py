@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import zmq
 
 from bridge import bulk
 from bridge.protocol import endpoint_host, tcp_endpoint
 
-from .errors import BridgeError
+from .errors import AuthenticationError, BridgeError
 from .pause_state import PauseState
 from .transport import Channel
 from .values import PauseInfo
@@ -48,6 +48,11 @@ class Lanes:
         self._by_pause: Dict[int, Optional[Channel]] = {}
         self._opened: Dict[int, float] = {}
         self._retired_seen = 0
+        # A thread that steps keeps its lane from one stop to the next (bridge/pause.py):
+        # the channel of an ended pause waits here for the next pause to name the same
+        # (port, key), which then uses it at once, without a new handshake.
+        self._names: Dict[int, Tuple[Any, Any]] = {}  # pause id -> (port, key) of its lane
+        self._spare: Dict[Tuple[Any, Any], Tuple[Channel, float]] = {}  # with when it was opened
 
     def channel(self, pause: PauseInfo) -> Optional[Channel]:
         """The pause's lane if it is connected; otherwise None (and start connecting it)."""
@@ -59,6 +64,12 @@ class Lanes:
         if pause_id not in self._by_pause:
             if "lane" not in pause.extra:  # its `lane` event has not come (yet): ask again next time
                 return None
+            name = (pause.extra.get("lane"), pause.extra.get("lane_key"))
+            self._names[pause_id] = name
+            spare = self._spare.pop(name, None)
+            if spare is not None:  # the lane this thread kept from its last stop
+                self._by_pause[pause_id], self._opened[pause_id] = spare
+                return self.channel(pause)  # connected, or still connecting
             self._by_pause[pause_id] = self._open(pause)
             self._opened[pause_id] = time.monotonic()
             return None  # this request takes the server socket while the lane connects
@@ -78,18 +89,22 @@ class Lanes:
         return lane if lane.connected else None
 
     def alive(self, pause: PauseInfo) -> Callable[[], bool]:
-        """A check a waiting request makes: False once the pause has ended (its lane is gone)."""
-        is_retired = self.state.is_retired
+        """A check a waiting request makes: False once the pause has ended (its lane is gone),
+        or once the target refused our key (no event, the resume among them, comes any more)."""
+        state = self.state
+        is_retired = state.is_retired
         pause_id = pause.pause_id
-        return lambda: not is_retired(pause_id)
+        return lambda: not is_retired(pause_id) and not isinstance(state.failure, AuthenticationError)
 
     def close_all(self) -> None:
         """Close every lane (the session is closing)."""
-        for lane in self._by_pause.values():
+        for lane in [*self._by_pause.values(), *(spare for spare, _ in self._spare.values())]:
             if lane is not None:
                 lane.close()
         self._by_pause.clear()
         self._opened.clear()
+        self._spare.clear()
+        self._names.clear()
 
     def _open(self, pause: PauseInfo) -> Optional[Channel]:
         port = pause.extra.get("lane")
@@ -108,11 +123,20 @@ class Lanes:
 
     def _close_retired(self) -> None:
         self._retired_seen = self.state.retired_count
+        spares = {}
         for pause_id in [p for p in self._by_pause if self.state.is_retired(p)]:
             lane = self._by_pause.pop(pause_id)
-            self._opened.pop(pause_id, None)
-            if lane is not None:
+            opened = self._opened.pop(pause_id, 0.0)
+            name = self._names.pop(pause_id, None)
+            if lane is not None and lane.failure is None and name is not None:
+                spares[name] = (lane, opened)  # for the next pause that names it (connecting or not)
+            elif lane is not None:
                 lane.close()
+        # spares from earlier retirements that no pause took: that thread stopped stepping
+        for name, (lane, _) in list(self._spare.items()):
+            if name not in spares:
+                lane.close()
+        self._spare = spares
 
 
 def lanes_allowed(channel: Any, hello: Dict[str, Any]) -> bool:

@@ -242,17 +242,21 @@ class Link:
             if isinstance(event, str):
                 self.feed.deliver(event, header)
                 if event == "resumed" and type(header.get("pause_id")) is int:
-                    self.lanes.retire(header["pause_id"])
+                    self.lanes.retire(header["pause_id"], header.get("thread"), header.get("action"))
             return
         pending = self._pending.pop(header.get("id"), None)  # type: ignore[arg-type]
+        error = header.get("error")
+        revoked = isinstance(error, dict) and error.get("type") == "Unauthorized"
         if pending is None:
-            error = header.get("error")
-            if isinstance(error, dict) and error.get("type") == "Unauthorized":
-                self.fail(error_from_reply(error))  # a target that revoked our key says so once
+            if revoked:
+                self.fail(error_from_reply(error))  # type: ignore[arg-type]  # a target that revoked our key says so once
                 return
             drop_bulk(header)  # abandoned: its shared-memory ring is unlinked at once
             return
         pending.complete(header, values)
+        if revoked:  # our key was revoked (docs/security.md): every later request fails at once
+            self.fail(error_from_reply(error))  # type: ignore[arg-type]
+            return
         if pending.via is not self.port:
             self.lanes.sweep()  # the last answer an ended pause's lane owed
 

@@ -8,12 +8,17 @@ a pause's lane (one more :class:`~client.ports.DirectPort`, on the I/O thread) a
 first request for that pause after the target named the lane, sends frame requests for
 that pause through it once its handshake succeeded, and closes it when the pause ends.
 Until then, and where lanes are not allowed, requests take the server socket.
+
+A thread that steps keeps its lane from one stop to the next (bridge/pause.py: the
+``resumed`` event's ``action`` is a step, and the next ``paused`` event names the same
+lane): the link keeps that lane too, as the thread's spare, and the next pause uses it
+at once, without a new handshake (client/lanes.py does the same for a session).
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import zmq
 
@@ -24,14 +29,18 @@ from .ports import DirectPort
 
 #: A lane not connected by then is given up (a port nothing forwards): no endless retries.
 CONNECT_GIVE_UP_S = 5.0
+#: Resume actions after which the target keeps the thread's lane for its next stop.
+STEPPING = ("step", "next", "step_out")
 
 
 class LinkLane:
     """One pause's lane as a link uses it: its port, and whether it is connected."""
 
-    def __init__(self, link: Any, port: DirectPort) -> None:
+    def __init__(self, link: Any, port: DirectPort, name: Tuple[int, str]) -> None:
         self.link = link
         self.port = port
+        #: (port, key) as the target names the lane: a stepping thread's next pause names it again.
+        self.name = name
         self.opened = time.monotonic()
         self.handshakes = 0
         self.usable = True
@@ -71,6 +80,8 @@ class LinkLanes:
         self.context: Optional[zmq.Context] = None
         self._by_pause: Dict[int, Optional[LinkLane]] = {}
         self._retiring: List[LinkLane] = []
+        #: thread id -> the lane it kept from its last stop (it was stepping).
+        self._spare: Dict[int, LinkLane] = {}
 
     def enable(self, info: Dict[str, Any], keypair: keys.KeyPair, context: zmq.Context) -> None:
         """Use lanes from now on (any thread: the loop reads these once set)."""
@@ -85,8 +96,14 @@ class LinkLanes:
             pause = self.link.feed.state.get(thread)
             if pause is None or pause.pause_id != pause_id or "lane" not in pause.extra:
                 return None  # its `lane` event has not come (yet): the server socket serves
-            self._by_pause[pause_id] = self._open(pause.extra)
-            return None
+            spare = self._spare.pop(thread, None)
+            if spare is not None and spare.usable and spare.name == (pause.extra.get("lane"), pause.extra.get("lane_key")):
+                self._by_pause[pause_id] = spare  # the lane this thread kept from its last stop
+            else:
+                if spare is not None:
+                    self._let_go(spare)
+                self._by_pause[pause_id] = self._open(pause.extra)
+                return None
         lane = self._by_pause[pause_id]
         if lane is None or not lane.connected:
             if lane is not None and not lane.usable:
@@ -95,13 +112,27 @@ class LinkLanes:
             return None
         return lane.port
 
-    def retire(self, pause_id: int) -> None:
-        """Pause ``pause_id`` ended: close its lane once no request waits on it (the
+    def retire(self, pause_id: int, thread: Optional[int] = None, action: Optional[str] = None) -> None:
+        """Pause ``pause_id`` of ``thread`` ended by ``action``: after a step the lane is
+        kept as the thread's spare; otherwise it closes once no request waits on it (the
         ``resumed`` event can come on the server socket before a resume's reply on the lane)."""
         lane = self._by_pause.pop(pause_id, None)
-        if lane is not None:
-            self._retiring.append(lane)
-            self.sweep()
+        stepping = action in STEPPING and thread is not None
+        if lane is None:  # no request of this pause used a lane: a spare stays while the thread steps
+            if not stepping and thread in self._spare:
+                self._let_go(self._spare.pop(thread))  # type: ignore[arg-type]
+            return
+        if stepping and lane.usable:
+            older = self._spare.pop(thread, None)  # type: ignore[arg-type]
+            if older is not None and older is not lane:
+                self._let_go(older)
+            self._spare[thread] = lane  # type: ignore[index]
+        else:
+            self._let_go(lane)
+
+    def _let_go(self, lane: LinkLane) -> None:
+        self._retiring.append(lane)
+        self.sweep()
 
     def sweep(self) -> None:
         """Close the lanes of ended pauses that no request waits on any more."""
@@ -112,11 +143,12 @@ class LinkLanes:
                 lane.port.close()
 
     def close_all(self) -> None:
-        for lane in list(self._by_pause.values()) + self._retiring:
+        for lane in list(self._by_pause.values()) + self._retiring + list(self._spare.values()):
             if lane is not None:
                 lane.port.close()
         self._by_pause.clear()
         self._retiring.clear()
+        self._spare.clear()
 
     def _open(self, extra: Dict[str, Any]) -> Optional[LinkLane]:
         port, key = extra.get("lane"), extra.get("lane_key")
@@ -128,6 +160,6 @@ class LinkLanes:
                                    self.context)  # type: ignore[arg-type]
         except Exception:  # no descriptors left, say: the server socket serves this pause
             return None
-        lane = LinkLane(self.link, lane_port)
+        lane = LinkLane(self.link, lane_port, (port, key))
         lane_port.start(self.link.loop, lane)
         return lane

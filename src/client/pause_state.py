@@ -1,6 +1,6 @@
 """What a session knows of its target's pauses, and which frame the user selected.
 
-The event listener (client/events.py) keeps it current from the target's events; the
+The session's event feed (client/events.py) keeps it current from the target's events; the
 session's own resumes retire pauses at once, without waiting for their ``resumed``
 event. Every change notifies :attr:`PauseState.changed`, so a waiting thread wakes.
 
@@ -27,7 +27,8 @@ class PauseState:
     def __init__(self) -> None:
         #: Notified on every change; hold it to read several things consistently.
         self.changed = threading.Condition()
-        #: Why the event listener stopped (the target is gone): waits raise it.
+        #: Why the session's events stopped for good (the target is gone, our key was
+        #: revoked): waits raise it.
         self.failure: Optional[BaseException] = None
         self._by_thread: Dict[int, PauseInfo] = {}
         self._retired: Set[int] = set()
@@ -157,7 +158,7 @@ class PauseState:
             self.changed.notify_all()
 
     def lost(self, failure: BaseException) -> None:
-        """The event listener stopped for good: wake every wait with ``failure``."""
+        """The events stopped for good: wake every wait with ``failure``."""
         with self.changed:
             self.failure = failure
             self.changed.notify_all()

@@ -42,6 +42,7 @@ from . import proxy
 from .bulk_path import Outgoing, choose_bulk, finish_reply
 from .control import DebugControl
 from .errors import (
+    AuthenticationError,
     BridgeError,
     NotPaused,
     PauseTimeout,
@@ -363,6 +364,9 @@ class Session(FrameMethods, DebugControl):
         connected one (client/lanes.py), else the direct channel, else the link."""
         if self._closed:
             raise SessionLost("this session is closed; attach again")
+        revoked = self._revoked()
+        if revoked is not None:
+            raise revoked
         wait = self.timeout if timeout is None else timeout
         with self._lock:
             try:
@@ -379,10 +383,20 @@ class Session(FrameMethods, DebugControl):
                             pause_id = pause.pause_id  # a lane serves its own pause only
                 return channel.request(op, args, frames, timeout=wait, pause_id=pause_id, release=release or None,
                                        still_valid=still_valid)
+            except NotPaused:
+                revoked = self._revoked()  # a lane wait ended by the link's failure
+                if revoked is not None:
+                    raise revoked from None
+                raise
             except BridgeError:
                 raise
             except Exception as exc:
                 raise _as_bridge_error(exc, self.pid) from exc
+
+    def _revoked(self) -> Optional[AuthenticationError]:
+        """The target's refusal of our key, if it said so (its events, or a link reply; docs/security.md)."""
+        failure = self.pause_state.failure
+        return failure if isinstance(failure, AuthenticationError) else None
 
     # --- execution control -----------------------------------------------------------
 
@@ -403,11 +417,14 @@ class Session(FrameMethods, DebugControl):
         self._resume("step")
 
     def next(self) -> None:
-        """Step over: stop at the next line of this frame (or its caller on return)."""
+        """Step over: stop at the next line of this frame; once it has returned, at the
+        next line run anywhere (pdb's ``next``; docs/stepping.md)."""
         self._resume("next")
 
     def step_out(self) -> None:
-        """Run until the selected frame returns, then stop in its caller."""
+        """Run until the selected frame returns, then stop at the next line run: in its
+        caller, or in the next call on the caller's line (pdb's ``return``, then ``step``;
+        docs/stepping.md)."""
         self._resume("step_out")
 
     def _resume(self, op: str, thread: Optional[int] = None) -> None:
@@ -463,7 +480,7 @@ class MemberReply:
                  release: Optional[List[List[int]]] = None) -> None:
         self.session = session
         self.op = op
-        self._out = Outgoing(session._bulk, frames, session.pid)
+        self._out = Outgoing(session._bulk, frames, session.pid, timeout)
         try:
             self.pending = session._link.submit(op, args, self._out.frames, timeout=timeout, pause_id=pause_id,
                                                 release=release, bulk=self._out.mode, bulk_in=self._out.descriptor)
@@ -489,7 +506,7 @@ class MemberReply:
                 header, values = self.pending.raw()
             finally:
                 self._out.close()
-            header, values = finish_reply(header, values, session._bulk, session.pid)
+            header, values = finish_reply(header, values, session._bulk, session.pid, self.pending.timeout)
         except BridgeError:
             raise
         except Exception as exc:

@@ -14,7 +14,8 @@ whether the request ran (docs/protocol.md, "Lost replies").
 
 A channel is used by the thread that makes a request (the fast path of a single
 session, client/session.py); the connections the I/O loop serves are links
-(client/link.py). Both take big values through client/bulk_path.py.
+(client/link.py). Both take big values through client/bulk_path.py (the bulk path,
+bridge/bulk/).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from zmq.utils.monitor import parse_monitor_message
 from bridge import bulk, keys, protocol
 from bridge.protocol import HEARTBEAT_IVL_MS, HEARTBEAT_TIMEOUT_MS
 
-from .bulk_path import Outgoing, choose_bulk, drop_bulk, finish_reply, import_bulk
+from .bulk_path import Outgoing, choose_bulk, drop_bulk, finish_reply
 from .errors import AuthenticationError, NotPaused, RemoteError, ReplyLost, RequestTimeout, SessionLost
 from .io_loop import ensure_fd_headroom, zmq_resource_error
 
@@ -242,7 +243,7 @@ class Channel:
         request_id = next_request_id()
         msg = protocol.request_message(request_id, op, args, frames, pause_id=pause_id, release=release,
                                        bulk=bulk, bulk_in=bulk_in)
-        if frames:
+        if len(msg) > 1:  # value frames, or a header too big to be one (protocol.py: spill)
             self.socket.send_multipart(msg, copy=False)
         else:  # the common case: one small frame, sent as a copy
             self.socket.send(msg[0])
@@ -260,7 +261,7 @@ class Channel:
         deadline = None if timeout is None else time.monotonic() + timeout
         header, values = self._receive(deadline, timeout, want_id=want_id, on_other=on_other,
                                         still_valid=still_valid)  # type: ignore[misc]
-        return finish_reply(header, values, self.bulk, self.pid)
+        return finish_reply(header, values, self.bulk, self.pid, timeout)
 
     def _receive(self, deadline: Optional[float], timeout: Optional[float], *, want_id: Optional[int] = None,
                  on_other: Optional[Callable[[Dict[str, Any], List[Any]], None]] = None,
@@ -395,10 +396,6 @@ class Channel:
             return "done", late[0]
         return outcome_state(header, values)
 
-    def _import_bulk(self, descriptor: Dict[str, Any], values: List[Any]) -> List[Any]:
-        """Map / receive the buffers a reply's bulk descriptor names (progress bar if slow)."""
-        return import_bulk(descriptor, values, self.bulk, self.pid)
-
     def request(self, op: str, args: Optional[Dict[str, Any]] = None, frames: Optional[List[Any]] = None, *,
                 timeout: Optional[float] = 30.0, pause_id: Optional[int] = None,
                 release: Optional[List[List[int]]] = None,
@@ -420,9 +417,9 @@ class Channel:
                 self.abandoned.add(request_id)
                 raise
             if "bulk" in header or not header.get("ok", True):
-                header, values = finish_reply(header, values, peer, self.pid)
+                header, values = finish_reply(header, values, peer, self.pid, timeout)
             return header.get("result"), values
-        out = Outgoing(peer, frames, self.pid)
+        out = Outgoing(peer, frames, self.pid, timeout)
         try:
             since = self.handshakes
             request_id = self.send(op, args, out.frames, pause_id=pause_id, release=release, bulk=out.mode,
@@ -435,7 +432,7 @@ class Channel:
                 raise
         finally:
             out.close()
-        header, values = finish_reply(header, values, peer, self.pid)
+        header, values = finish_reply(header, values, peer, self.pid, timeout)
         out.count()
         return header.get("result"), values
 

@@ -1,15 +1,15 @@
 """What the DebugPanel shows, as text and HTML: pure functions, no widgets, no target.
 
-client/panel.py puts their results into the widgets of client/panel_layout.py.
+client/panel/core.py and the views put their results into widgets.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .display import esc, human_size
-from .errors import RemoteError
+from ..display import esc, human_size
+from ..errors import RemoteError, RequestTimeout, SessionLost
 
 #: Characters of a console result shown before it is cut.
 RESULT_CHARS = 4000
@@ -52,11 +52,25 @@ def breakpoint_label(bp: Any) -> str:
     return text + (f" ({hits} hit{'s' if hits != 1 else ''})" if hits else "")
 
 
+#: Characters of an error line in the message area.
+ERROR_CHARS = 240
+
+
+def one_line(text: str, limit: int = ERROR_CHARS) -> str:
+    """``text`` on one line (its first non-empty line), cut after ``limit`` characters."""
+    first = next((line.strip() for line in str(text).splitlines() if line.strip()), "")
+    return first if len(first) <= limit else first[: limit - 3] + "..."
+
+
 def describe_error(exc: BaseException) -> str:
-    """One line for the panel's message area."""
+    """One line for the panel's message area: what failed, in the user's terms."""
     if isinstance(exc, RemoteError):
-        return f"{exc.remote_type}: {exc.remote_message}"
-    return f"{type(exc).__name__}: {exc}"
+        return one_line(f"{exc.remote_type}: {exc.remote_message}")
+    if isinstance(exc, SessionLost):
+        return one_line(f"the target is gone ({exc})")
+    if isinstance(exc, RequestTimeout):
+        return one_line(f"no answer in time ({exc})")
+    return one_line(f"{type(exc).__name__}: {exc}")
 
 
 def message_html(text: str, *, error: bool = False) -> str:
@@ -86,21 +100,24 @@ def lost_html(error: Any) -> str:
     return f"<span class='fb-gone'>lost</span> {esc(error)}"
 
 
-def variables_html(variables: Dict[str, Any]) -> str:
-    """The variables table (the first VARIABLE_ROWS of them)."""
-    if not variables:
-        return "<i>(no variables)</i>"
-    rows = []
+def variable_rows(variables: Dict[str, Any]) -> Tuple[List[List[str]], List[str]]:
+    """Rows (name, type, size, value) for the variables table (the first VARIABLE_ROWS of
+    them), and a CSS class per row: ``fb-live`` for values that cannot be copied."""
+    rows: List[List[str]] = []
+    classes: List[str] = []
     for v in list(variables.values())[:VARIABLE_ROWS]:
         size = human_size(v.size)
         if v.shape is not None:
-            size = f"{tuple(v.shape)} {size}"
-        rows.append(f"<tr><td>{esc(v.name)}</td><td>{esc(v.type)}</td><td>{esc(size)}</td>"
-                    f"<td>{esc(v.repr)}</td></tr>")
+            size = f"{'x'.join(str(n) for n in v.shape) or '()'}  {size}"
+        elif v.length is not None:
+            size = f"len {v.length}  {size}"
+        rows.append([v.name, v.type, size, v.repr])
+        classes.append("")
     more = len(variables) - VARIABLE_ROWS
-    tail = f"<tr><td colspan=4>... {more} more</td></tr>" if more > 0 else ""
-    return ("<table><tr><th>name</th><th>type</th><th>size</th><th>value</th></tr>"
-            + "".join(rows) + tail + "</table>")
+    if more > 0:
+        rows.append([f"... {more} more", "", "", ""])
+        classes.append("fb-more")
+    return rows, classes
 
 
 def console_input_html(frame_label: str, source: str) -> str:

@@ -1,0 +1,3 @@
+# commands: step step step step
+x = 1  # @start
+y = 2

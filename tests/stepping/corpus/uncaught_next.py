@@ -1,0 +1,11 @@
+# commands: next next next next
+def fail():
+    raise RuntimeError("boom")
+
+
+def run():
+    fail()  # @start
+    return 2
+
+
+run()

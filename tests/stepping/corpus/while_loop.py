@@ -1,0 +1,5 @@
+# commands: next next next next next next next next
+n = 3  # @start
+while n > 0:
+    n -= 1
+print("done")
