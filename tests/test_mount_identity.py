@@ -214,14 +214,15 @@ def test_a_failure_half_way_leaves_nothing_written(target, attach_to):
     """)
     s = attach_to(t)
     ns: dict = {}
-    with pytest.raises(FrameWriteError, match="nothing written.*BufferError") as info:
+    with pytest.raises(FrameWriteError, match="nothing written") as info:
         with jump_context(s, namespace=ns, names=["lst", "buf", "n"]) as m:
             ns["lst"].append(2)
             ns["buf"].extend(b"def")
             ns["n"] = 2
             assert m.diff().in_place == ["lst", "buf"]
     assert info.value.mount is m and sorted(info.value.changes) == ["buf", "lst", "n"]
-    assert "m.retry(" in str(info.value)
+    assert "changing buf (bytearray) in place failed (BufferError" in str(info.value)
+    assert "m.retry(rebind=['buf'])" in str(info.value)                # what the advice says, done below
     assert s.eval("(lst, bytes(buf), n)") == ([1], b"abc", 1)   # the list's write was undone
     written = m.retry(rebind=["buf"])                            # buf by value: the memoryview keeps the old one
     assert sorted(written.changed) == ["buf", "lst", "n"] and not m.pending
@@ -275,3 +276,29 @@ def test_a_second_commit_after_an_in_place_one(target, attach_to):
         ns["d"]["a"].append(3)
     s.cont()
     assert result_of(t) == {"d": {"a": [1, 2, 3]}, "alias_same": True}
+
+
+def test_an_in_place_change_the_target_cannot_take_is_refused_before_writing(target, attach_to):
+    t = target("""
+        import json, bridge
+        import numpy as np
+        def work():
+            base = np.arange(6.0)
+            arr = base[::2]                          # a strided view, read-only in the job
+            arr.flags.writeable = False
+            n = 1
+            bridge.set_trace()
+            print("RESULT " + json.dumps({"arr": arr.tolist(), "base": base.tolist(), "n": n}), flush=True)
+        work()
+    """)
+    s = attach_to(t)
+    ns: dict = {}
+    with pytest.raises(FrameWriteError, match="nothing written") as info:
+        with jump_context(s, namespace=ns, names=["arr", "n"]) as m:
+            ns["arr"][0] = 5.0                       # the notebook's copy is writable
+            ns["n"] = 2
+    assert "arr (ndarray) cannot be changed in place: the target's array is read-only" in str(info.value)
+    assert s.eval("n") == 1                          # checked before the first write
+    m.retry(rebind=["arr"])                          # the advice: rebind it instead
+    s.cont()
+    assert result_of(t) == {"arr": [5.0, 2.0, 4.0], "base": [0.0, 1.0, 2.0, 3.0, 4.0, 5.0], "n": 2}

@@ -52,6 +52,15 @@ class InPlaceError(Exception):
     """A state cannot be applied to the target's object in place (the message says why)."""
 
 
+class StepFailed(Exception):
+    """A step raised when applied (``cause``); the steps applied before it were undone."""
+
+    def __init__(self, step: "Step", cause: BaseException) -> None:
+        super().__init__(f"{step.label}: {type(cause).__name__}: {cause}")
+        self.step = step
+        self.cause = cause
+
+
 def _numpy() -> Any:
     return sys.modules.get("numpy")
 
@@ -151,6 +160,8 @@ class Step:
         self.apply = apply
         self.undo = undo
         self.fallible = fallible
+        #: How errors name the object (mount_ops.py sets it: ``object #n (list)``).
+        self.label = "an object"
         #: Byte ranges of the object's buffer that ``apply`` rewrote (arrays only), so that
         #: the target's digests of it can be brought up to date without hashing it all.
         self.byte_ranges: List[Tuple[int, int]] = []
@@ -342,15 +353,16 @@ _PREPARE = {
 
 
 def apply_all(steps: List[Step]) -> None:
-    """Apply ``steps`` in order; if one raises, undo those applied (newest first) and re-raise."""
+    """Apply ``steps`` in order; if one raises, undo those applied (newest first) and
+    raise :class:`StepFailed`."""
     done: List[Step] = []
-    try:
-        for step in steps:
+    for step in steps:
+        try:
             step.apply()
-            done.append(step)
-    except BaseException:
-        undo_all(done)
-        raise
+        except Exception as exc:
+            undo_all(done + [step])  # the failed one too: it may have changed part of its object
+            raise StepFailed(step, exc) from exc
+        done.append(step)
 
 
 def undo_all(steps: List[Step]) -> None:

@@ -153,10 +153,14 @@ def _op_mount_write(pause: Any, args: Dict[str, Any], values: Sequence[Any]) -> 
     steps, problems = [], []
     for index, kind, state in syncs:
         obj = mount.resolve(index)
+        label = f"object #{index} ({type(obj).__name__})"
         try:
-            steps.append((obj, inplace.prepare(kind, obj, state)))
+            step = inplace.prepare(kind, obj, state)
         except inplace.InPlaceError as exc:
-            problems.append(f"a {type(obj).__name__} cannot be changed in place: {exc}")
+            problems.append(f"{label} cannot be changed in place: {exc}")
+            continue
+        step.label = label
+        steps.append((obj, step))
     if problems:
         raise _refused("FrameWriteError", "; ".join(problems))
     _apply(frame, ns, binds, deletes, steps)
@@ -184,9 +188,9 @@ def _apply(frame: Any, ns: Dict[str, Any], binds: Dict[str, Any], deletes: List[
     sure = [step for _, step in steps if not step.fallible]
     try:
         inplace.apply_all(fallible)
-    except Exception as exc:
-        raise _refused("FrameWriteError", f"a change in place failed ({type(exc).__name__}: {exc}); "
-                                          "the changes made before it were undone") from None
+    except inplace.StepFailed as exc:
+        raise _refused("FrameWriteError", f"changing {exc.step.label} in place failed ({type(exc.cause).__name__}: "
+                                          f"{exc.cause}); the changes made before it were undone") from None
     try:
         frame_access.write_locals(frame, binds, deletes)
     except Exception as exc:
@@ -194,13 +198,14 @@ def _apply(frame: Any, ns: Dict[str, Any], binds: Dict[str, Any], deletes: List[
         raise _refused("FrameWriteError", str(exc)) from None
     try:
         inplace.apply_all(sure)
-    except Exception as exc:  # pragma: no cover - checked writes of the same dtype do not fail
+    except inplace.StepFailed as exc:  # pragma: no cover - checked writes of the same dtype do not fail
         try:
             frame_access.write_locals(frame, {n: ns[n] for n in list(binds) + deletes if n in ns},
                                       [n for n in binds if n not in ns])
         finally:
             inplace.undo_all(fallible)
-        raise _refused("FrameWriteError", f"an array write failed ({type(exc).__name__}: {exc})") from None
+        raise _refused("FrameWriteError", f"writing {exc.step.label} failed ({type(exc.cause).__name__}: "
+                                          f"{exc.cause}); the other changes were undone") from None
 
 
 @frame_op("mount_end")

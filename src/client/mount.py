@@ -28,6 +28,7 @@ How it works (docs/howto-mount.md is the user's side of this):
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 import warnings
@@ -423,14 +424,33 @@ class Mount:
                       f"target's values, then mount again and assign what you want, e.g. "
                       f"`with jump_context(s): rows = m.pending['rows']`.")
         else:
+            exc, culprits = self._name_objects(exc)
+            rebind = f"m.retry(rebind={culprits!r})" if culprits else "m.retry(rebind=[...])"
             advice = (f"Your changes are kept in m.pending ({names}; also this error's .changes): "
-                      f"m.retry(exclude=[...]) writes the others, m.retry(rebind=[...]) writes names by value "
-                      f"instead of in place, `with m.reopen(): ...` puts them back to edit.")
+                      f"{rebind} writes them by value instead of in place (aliases in the target keep the "
+                      f"old object), m.retry(exclude=[...]) writes the others, `with m.reopen(): ...` puts them "
+                      f"back to edit.")
         advice += " (m is this Mount: `with jump_context(...) as m`, or client.last_mount().)"
         new = _reworded(exc, advice)
         new.changes = self._pending  # type: ignore[attr-defined]
         new.mount = self  # type: ignore[attr-defined]
         return new
+
+    def _name_objects(self, exc: BaseException) -> Tuple[BaseException, List[str]]:
+        """``exc`` with the target's ``object #n`` replaced by the names they were mounted
+        as, and those names."""
+        if not isinstance(exc, RemoteError) or self._graph is None:
+            return exc, []
+        found: List[str] = []
+
+        def name(match: Any) -> str:
+            mounted, text = self._graph.name_of(int(match.group(1)))  # type: ignore[union-attr]
+            if mounted is not None and mounted not in found:
+                found.append(mounted)
+            return text
+
+        message = re.sub(r"object #(\d+)", name, exc.remote_message)
+        return type(exc)(exc.remote_type, message, exc.remote_traceback), found
 
     def _pending_of(self, scan: Scan, view: Dict[str, Any], deleted: Sequence[str]) -> PendingChanges:
         return PendingChanges({n: view[n] for n, st in scan.names.items() if st != "unchanged"},

@@ -506,6 +506,16 @@ class Graph:
         return ("blocks", order, arr.dtype.str, list(arr.shape), spans,
                 [pickle.PickleBuffer(flat[start:stop]) for start, stop in spans])
 
+    def name_of(self, index: int) -> Tuple[Optional[str], str]:
+        """The mounted name bound to object ``index`` (or None), and how to call it."""
+        node = next((n for n in self.nodes.values() if n.index == index), None)
+        if node is None:
+            return None, f"object #{index}"
+        for name, (value, _) in self.names.items():
+            if value is node.obj:
+                return name, name
+        return None, f"a {type(node.obj).__name__} inside {node.owner}"
+
     # --- after a write-back ----------------------------------------------------------------
 
     def accept(self, scan: Scan, view: Dict[str, Any], written: Iterable[str], deleted: Iterable[str]) -> None:
