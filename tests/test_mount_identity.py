@@ -12,7 +12,6 @@ import textwrap
 
 import pytest
 
-import client
 from client import FrameWriteError, jump_context
 from conftest import other_python
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 import collections
 import sys
 import types
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import blocks
 
@@ -340,7 +340,7 @@ def _prepare_blocks(obj: Any, state: Any) -> Step:
     return step
 
 
-_PREPARE = {
+_PREPARE: Dict[str, Callable[[Any, Any], Step]] = {
     "list": _prepare_list,
     "dict": _prepare_dict,
     "set": _prepare_set,

@@ -40,7 +40,6 @@ from bridge.protocol import DEFAULT_SIZE_LIMIT, MAX_MESSAGE_BYTES
 from . import proxy as proxies
 from .display import esc, human_size, table
 from .errors import (
-    BridgeError,
     MountStateError,
     NoSession,
     NotDeleted,
@@ -466,7 +465,7 @@ class Mount:
 
     # --- leaving -------------------------------------------------------------------------
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         keep = self.write_back and not self.discarded
         written = False
         try:
@@ -483,7 +482,6 @@ class Mount:
             if not keep or written:
                 self._end()
                 self._forget()
-        return False
 
     def _forget(self) -> None:
         """Drop the copies and the map (a Mount kept in a variable must not pin big values)."""

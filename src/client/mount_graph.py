@@ -37,24 +37,13 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from bridge import blocks, inplace
+from bridge.refs import new_hash
 
 from . import proxy as proxies
 from .errors import BridgeError, ValueLoadError
 
 #: Objects a mount tracks at most (each costs a small pickle at mount and at write-back).
 MAX_NODES = 20_000
-
-try:
-    import xxhash
-
-    def _new_hash() -> Any:
-        return xxhash.xxh3_128()
-
-except ImportError:  # pragma: no cover - xxhash is in the notebook extra
-    import hashlib
-
-    def _new_hash() -> Any:
-        return hashlib.blake2b(digest_size=16)
 
 try:
     import cloudpickle
@@ -113,7 +102,7 @@ class SnapshotDecoder:
         self._registry = registry
         self._input = _Input()
         self._buffers = _Buffers()
-        self._unpickler = proxies.Unpickler(self._input, self._buffers, registry)
+        self._unpickler = proxies.Unpickler(self._input, self._buffers, registry)  # type: ignore[arg-type]
         self.broken = False
         self.shared = 0
 
@@ -174,16 +163,19 @@ class Scan:
     owners: Set[str] = field(default_factory=set)  # mounted names whose target values are read
 
 
-class _StatePickler(pickle.Pickler):
-    """Pickles one node's shallow state: other nodes (and, while discovering, objects that
-    become nodes) as ``("m", n)``, live references and modules as the proxy codec does."""
+class _StateIds:
+    """How a mount's pickles name objects: other nodes (and, while the graph is built,
+    objects that become nodes) as ``("m", n)``, live references and modules as the proxy
+    codec does; ``root`` (the object whose state this is) and ``copy`` (nodes sent by value)
+    are pickled. Mixed into a pickler class below."""
 
-    def __init__(self, graph: "Graph", file: Any, buffers: List[Any]) -> None:
-        super().__init__(file, protocol=5, buffer_callback=buffers.append)
+    graph: "Graph"
+    root: Any = None
+
+    def _start(self, graph: "Graph") -> None:
         self.graph = graph
-        self.root: Any = None
         self.seen: List[Node] = []
-        self.copy: Set[int] = set()  # ids of nodes to pickle by value (payload only)
+        self.copy: Set[int] = set()
 
     def persistent_id(self, obj: Any) -> Any:
         if obj is self.root:
@@ -192,27 +184,27 @@ class _StatePickler(pickle.Pickler):
         if pid is not None:
             return pid
         node = self.graph.node_of(obj)
-        if node is None:
-            return None
-        if id(obj) in self.copy:
+        if node is None or id(obj) in self.copy:
             return None
         self.seen.append(node)
         return ("m", node.index)
 
 
+class _StatePickler(_StateIds, pickle.Pickler):
+    def __init__(self, graph: "Graph", file: Any, buffers: List[Any]) -> None:
+        super().__init__(file, protocol=5, buffer_callback=buffers.append)
+        self._start(graph)
+
+
 def _cloud_state_pickler() -> Optional[type]:
+    """The same with cloudpickle, which sends functions and classes of the notebook by value."""
     if _CLOUD_BASE is None:
         return None
 
-    class _CloudStatePickler(_CLOUD_BASE):  # type: ignore[misc, valid-type]
+    class _CloudStatePickler(_StateIds, _CLOUD_BASE):  # type: ignore[misc, valid-type]
         def __init__(self, graph: "Graph", file: Any, buffers: List[Any]) -> None:
             super().__init__(file, protocol=5, buffer_callback=buffers.append)
-            self.graph = graph
-            self.root: Any = None
-            self.seen: List[Node] = []
-            self.copy: Set[int] = set()
-
-        persistent_id = _StatePickler.persistent_id
+            self._start(graph)
 
     return _CloudStatePickler
 
@@ -221,7 +213,7 @@ _CLOUD_STATE_PICKLER = _cloud_state_pickler()
 
 
 def _digest(stream: bytes, buffers: Iterable[Any]) -> bytes:
-    h = _new_hash()
+    h = new_hash()  # the target's hash (xxh3_128, else blake2b); never compared across processes
     h.update(stream)
     for b in buffers:
         h.update(b.raw() if isinstance(b, pickle.PickleBuffer) else b)
@@ -480,7 +472,8 @@ class Graph:
         """Which names make the payload unpicklable (a changed object counts for the name it
         was mounted through), and why."""
         bad: Dict[str, str] = {}
-        items = [(name, {"bind": {name: value}, "sync": []}) for name, value in binds.items()]
+        items: List[Tuple[str, Dict[str, Any]]] = [(name, {"bind": {name: value}, "sync": []})
+                                                    for name, value in binds.items()]
         items += [(node.owner, {"bind": {}, "sync": [self._sync_entry(node, scan)]}) for node in scan.synced]
         for name, part in items:
             try:
