@@ -88,8 +88,8 @@ def _op_mount_snapshot(pause: Any, args: Dict[str, Any], values: Sequence[Any]) 
     return Reply(result=result, frames=out_frames)
 
 
-def _refused(kind: str, why: str, **data: Any) -> OpError:
-    return OpError(kind, f"write-back refused, nothing written: {why}", data=data)
+def _refused(kind: str, why: str) -> OpError:
+    return OpError(kind, f"write-back refused, nothing written: {why}")
 
 
 def _payload(args: Dict[str, Any], pause: Any, values: Sequence[Any]) -> Tuple[Any, Dict[str, Any], List[Any]]:
