@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import io
 import itertools
-import os
 import sys
 import threading
 import weakref
@@ -296,7 +295,8 @@ class captured_output:
                 _buffers[self.ident] = self.outer
 
 
-def _forget_captures_in_child() -> None:
+def forget_inherited() -> None:
+    """In a forked child (bridge/forks.py): forget the parent's captures."""
     # A forked child runs only the forking thread: a capture that thread was in belongs
     # to the parent's request, so the child's prints go to its real output. A lock
     # another thread held at the fork would never be released in the child: new ones.
@@ -304,6 +304,3 @@ def _forget_captures_in_child() -> None:
     _buffers.clear()
     _lock = threading.Lock()
 
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_captures_in_child)

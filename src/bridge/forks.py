@@ -37,6 +37,12 @@ def forget_parent_state() -> None:
     guarded = sys.modules.get("bridge.guarded")
     if guarded is not None:  # its helper threads are the parent's
         guarded.forget_inherited()
+    pause = sys.modules.get("bridge.pause")
+    if pause is not None:  # lanes that stepping threads kept are the parent's sockets
+        _inherited.append(pause.forget_inherited())
+    capture = sys.modules.get("bridge.capture")
+    if capture is not None:  # captures of the parent's requests, and their lock
+        capture.forget_inherited()
     stack_room = sys.modules.get("bridge.stack_room")
     if stack_room is not None:  # the pauses that opened rooms are the parent's
         stack_room.forget_inherited()

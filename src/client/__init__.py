@@ -25,6 +25,7 @@ from .errors import (
     MountStateError,
     NoSession,
     NoSuchFrame,
+    NotDeleted,
     NotPaused,
     PausePending,
     PauseTimeout,
@@ -48,7 +49,7 @@ from .errors import (
     WriteBackUnpicklable,
 )
 from .inject import inject
-from .mount import Mount, jump_context
+from .mount import Mount, jump_context, last_mount
 from .proxy import LiveRef, is_live
 from .session import Session
 from .values import FrameInfo, FrameRef, PauseInfo
@@ -73,6 +74,7 @@ __all__ = [
     "sessions",
     "jump_context",
     "Mount",
+    "last_mount",
     "LiveRef",
     "is_live",
     "Session",
@@ -114,6 +116,7 @@ __all__ = [
     "WriteBackUnpicklable",
     "Unmountable",
     "PausePending",
+    "NotDeleted",
 ]
 
 
