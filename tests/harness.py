@@ -52,8 +52,9 @@ from waiting import wait_for
 #: Deadline for everything the teardown waits on (resumes, joins, the context's end).
 TEARDOWN_TIMEOUT = 10.0
 #: Threads that live as long as the process by design, started on first use: the bulk
-#: janitor (bridge/bulk/outgoing.py) sleeps while nothing is handed out and holds no fd.
-LASTING_THREADS = ("bridge-bulk-janitor",)
+#: janitor (bridge/bulk/outgoing.py) sleeps while nothing is handed out and holds no fd;
+#: the summaries' helper (bridge/guarded.py) waits for the next user ``__repr__`` to run.
+LASTING_THREADS = ("bridge-bulk-janitor", "bridge-guarded")
 
 
 def _fds() -> Set[Tuple[int, str]]:

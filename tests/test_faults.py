@@ -207,7 +207,8 @@ def test_wait_timeout_resumes_an_abandoned_pause_with_one_line(target, attach_to
         print("after the pause", flush=True)
     """, env={"BRIDGE_WAIT_TIMEOUT": "1.5"})
     s = attach_to(t)
-    s.eval("1")  # a client that did something, then never continued
+    s.eval("1")  # a client that did something, then detached without continuing
+    s.close()
     started = time.monotonic()
     assert t.wait_exit(20) == 0
     waited = time.monotonic() - started

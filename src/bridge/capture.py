@@ -303,3 +303,4 @@ def forget_inherited() -> None:
     global _lock
     _buffers.clear()
     _lock = threading.Lock()
+

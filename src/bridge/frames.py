@@ -69,10 +69,18 @@ def can_delete(frame: FrameType) -> bool:
     return CAN_DELETE_FAST_LOCALS or is_module_frame(frame)
 
 
-def _refuse_fast_deletes(frame: FrameType, deletes: Iterable[str]) -> None:
+def undeletable(frame: FrameType, names: Iterable[str]) -> List[str]:
+    """The names among ``names`` that this Python cannot delete from ``frame``: a running
+    function's own locals, from 3.12 on (module-level names can always go)."""
+    if CAN_DELETE_FAST_LOCALS or is_module_frame(frame):
+        return []
     code = frame.f_code
     fast = set(code.co_varnames) | set(code.co_cellvars) | set(code.co_freevars)
-    real = [n for n in deletes if n in fast]
+    return [n for n in names if n in fast]
+
+
+def _refuse_fast_deletes(frame: FrameType, deletes: Iterable[str]) -> None:
+    real = undeletable(frame, deletes)
     if real:
         raise FrameWriteError(
             f"Python {sys.version_info.major}.{sys.version_info.minor} cannot delete the local "

@@ -16,7 +16,6 @@ a second, and a flood of handshakes or requests does not hammer the disk.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from typing import Any, FrozenSet, List, Optional, Sequence, Tuple

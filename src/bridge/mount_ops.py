@@ -1,25 +1,30 @@
 """Frame ops behind jump_context and live references.
 
 ``mount_snapshot``  the selected frame's variables, each by value or as a live reference,
-                    with a target-side version per name and the pause id.
-``mount_write``     write back what the notebook changed, in one all-or-nothing step,
-                    refusing names whose target value changed since their base version.
+                    with a target-side version per name, the pause id and the mount's
+                    token (mount_state.py: what the notebook's copies stand for).
+``mount_write``     write back what the notebook changed, in one all-or-nothing step:
+                    new bindings, deletions, and changes applied in place to the target's
+                    own objects (inplace.py); refused when a name's target value changed
+                    since its base version.
+``mount_end``       forget a mount's objects (the notebook is done with it).
 ``ref``             one operation on a live reference (attribute, call, special method).
 
-All three run on the paused thread (frame ops): a lock acquired through a proxy is owned
-by the paused thread, and writing locals is only safe there. The handles a client dropped
-ride in any request's ``release`` header field and are applied before the op is routed
+All run on the paused thread (frame ops): a lock acquired through a proxy is owned by the
+paused thread, and writing locals is only safe there. The handles a client dropped ride in
+any request's ``release`` header field and are applied before the op is routed
 (dispatch.py), so ``ref`` with action ``release`` only carries them and reports what is held.
 """
 
 from __future__ import annotations
 
 import operator
+import sys
 import threading
-from typing import Any, Callable, Dict, List, Sequence
+from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 from . import frames as frame_access
-from . import refs
+from . import inplace, mount_state, refs
 from .ops import OpError, Reply, arg, bad_request, frame_op, str_list
 from .protocol import BINARY_OPERATORS, DEFAULT_SIZE_LIMIT, REF_SPECIALS
 
@@ -36,11 +41,17 @@ def _size_limit(args: Dict[str, Any]) -> Any:
 
 @frame_op("mount_snapshot")
 def _op_mount_snapshot(pause: Any, args: Dict[str, Any], values: Sequence[Any]) -> Reply:
-    """Values of the frame's variables (or ``names``), each encoded on its own."""
+    """Values of the frame's variables (or ``names``), each encoded on its own stream.
+
+    With ``identity`` (the default) copied values share one pickle memo and the target
+    keeps the objects behind it for the mount (mount_state.py); ``mount`` in the result
+    names them for ``mount_write``.
+    """
     frame = pause.frame(args)
     names = str_list(args, "names", None)
     copy = set(str_list(args, "copy", []))
     live = set(str_list(args, "live", []))
+    identity = arg(args, "identity", bool, True)
     limit = _size_limit(args)
     ns = frame_access.frame_variables(frame)
     if names is None:
@@ -48,42 +59,82 @@ def _op_mount_snapshot(pause: Any, args: Dict[str, Any], values: Sequence[Any]) 
     missing = [n for n in names + sorted(copy | live) if n not in ns]
     if missing:
         raise OpError("NameError", f"not defined in {frame.f_code.co_name}: {', '.join(sorted(set(missing)))}")
+    encoder = mount_state.SnapshotEncoder()
+    digests = mount_state.DigestCache()
+    kept = set(frame_access.undeletable(frame, names))
     out_vars: List[Dict[str, Any]] = []
     out_frames: List[Any] = []
     for name in names:
         value = ns[name]
         try:
-            enc = refs.encode(value, size_limit=limit, force_live=name in live, force_copy=name in copy)
+            if identity:
+                enc, shared = encoder.encode(value, size_limit=limit, force_live=name in live,
+                                             force_copy=name in copy)
+            else:
+                enc, shared = refs.encode(value, size_limit=limit, force_live=name in live,
+                                          force_copy=name in copy), False
         except Exception as exc:
             raise OpError("Unpicklable", f"{name} cannot be copied ({type(exc).__name__}: {exc}); "
                                          f"leave it out of copy= to mount it live") from None
         out_vars.append({"name": name, "nframes": len(enc.frames), "live": enc.live, "type": refs.type_name(value),
-                         "size": enc.size, "version": enc.version})
+                         "size": enc.size, "version": mount_state.version(value, digests, live=enc.live),
+                         "shared": shared, "deletable": name not in kept})
         out_frames.extend(enc.frames)
+    objects = encoder.objects()
+    token = mount_state.open_mount(pause, objects) if objects else None
     result = {"pause_id": pause.pause_id, "thread": pause.thread_id, "frame": arg(args, "frame", int, 0),
               "module_frame": frame_access.is_module_frame(frame), "can_delete": frame_access.can_delete(frame),
-              "hash": refs.HASH_NAME, "vars": out_vars}
+              "hash": refs.HASH_NAME, "mount": token, "vars": out_vars}
     return Reply(result=result, frames=out_frames)
+
+
+def _refused(kind: str, why: str) -> OpError:
+    return OpError(kind, f"write-back refused, nothing written: {why}")
+
+
+def _payload(args: Dict[str, Any], pause: Any, values: Sequence[Any]) -> Tuple[Any, Dict[str, Any], List[Any]]:
+    """The mount (or None), the names to bind and the in-place changes a write-back carries."""
+    token = arg(args, "mount", int, None)
+    mount = mount_state.mount_of(pause, token) if token is not None else None
+    if not values:
+        return mount, {}, []
+    try:
+        payload = mount_state.load_payload(list(values), mount)
+    except (refs.StaleReference, ModuleNotFoundError) as exc:
+        raise _refused("BadRequest", str(exc)) from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("bind", {}), dict) \
+            or not isinstance(payload.get("sync", []), list):
+        raise bad_request("mount_write expects {'bind': {name: value}, 'sync': [(object, kind, state)]}")
+    syncs = payload.get("sync", [])
+    if syncs and mount is None:
+        raise bad_request("in-place changes need the mount they belong to ('mount')")
+    if not all(isinstance(s, tuple) and len(s) == 3 and isinstance(s[1], str) for s in syncs):
+        raise bad_request("each in-place change must be (object, kind, state)")
+    return mount, payload.get("bind", {}), syncs
 
 
 @frame_op("mount_write")
 def _op_mount_write(pause: Any, args: Dict[str, Any], values: Sequence[Any]) -> Dict[str, Any]:
-    """Write back ``values`` (a dict) and ``delete``, all or nothing, if ``base`` versions hold."""
+    """Bind ``bind``, delete ``delete`` and apply ``sync`` in place, all or nothing, if
+    every ``base`` version holds.
+
+    Everything is decided before the first write: conflicts, which deletions this Python
+    can do (the others are ``kept`` and reported, not refused), and whether each in-place
+    change fits its object. Writes then go in an order that lets a failure be undone:
+    in-place changes that can fail, the frame's bindings, and last the array writes that
+    cannot fail (inplace.py).
+    """
     frame = pause.frame(args)
     base = arg(args, "base", dict, {})
     deletes = str_list(args, "delete", [])
-    try:
-        updates = refs.load(values) if values else {}
-    except (refs.StaleReference, ModuleNotFoundError) as exc:
-        raise OpError("BadRequest", f"write-back refused, nothing written: {exc}") from None
-    if not isinstance(updates, dict):
-        raise bad_request("mount_write expects a dict of name -> value")
+    mount, binds, syncs = _payload(args, pause, values)
     ns = frame_access.read_locals(frame)
+    digests = mount_state.DigestCache()
     conflicts = []
     for name, version in base.items():
         if not isinstance(version, str):
             raise bad_request(f"base version of {name!r} must be a string")
-        if name not in ns or refs.version_of(ns[name], version) != version:
+        if name not in ns or mount_state.version_like(ns[name], version, digests) != version:
             conflicts.append(name)
     if conflicts:
         raise OpError(
@@ -91,14 +142,76 @@ def _op_mount_write(pause: Any, args: Dict[str, Any], values: Sequence[Any]) -> 
             f"changed in the target since the mount: {', '.join(sorted(conflicts))}; nothing was written",
             data={"names": sorted(conflicts)},
         )
+    bad = [n for n in list(binds) + deletes if not isinstance(n, str) or not n.isidentifier()]
+    if bad:
+        raise _refused("FrameWriteError", f"{', '.join(map(repr, bad))}: not valid variable names")
+    gone = [n for n in deletes if n not in ns]
+    if gone:
+        raise _refused("FrameWriteError", f"cannot delete {', '.join(gone)}: not defined")
+    kept = {name: _why_kept(name) for name in frame_access.undeletable(frame, deletes)}
+    deletes = [n for n in deletes if n not in kept]
+    steps, problems = [], []
+    for index, kind, state in syncs:
+        obj = mount.resolve(index)
+        label = f"object #{index} ({type(obj).__name__})"
+        try:
+            step = inplace.prepare(kind, obj, state)
+        except inplace.InPlaceError as exc:
+            problems.append(f"{label} cannot be changed in place: {exc}")
+            continue
+        step.label = label
+        steps.append((obj, step))
+    if problems:
+        raise _refused("FrameWriteError", "; ".join(problems))
+    _apply(frame, ns, binds, deletes, steps)
+    for obj, step in steps:
+        if step.byte_ranges:
+            digests.rewritten(obj, step.byte_ranges)
+    now = frame_access.read_locals(frame)
+    versions = {name: mount_state.version_like(now[name], base.get(name, ""), digests)
+                for name in set(base) | set(binds) if name in now}
+    if mount is not None and arg(args, "end", bool, False):
+        mount_state.end_mount(pause, mount.token)
+    return {"written": sorted(binds), "in_place": len(steps), "deleted": sorted(deletes), "kept": kept,
+            "versions": versions}
+
+
+def _why_kept(name: str) -> str:
+    return (f"Python {sys.version_info.major}.{sys.version_info.minor} cannot delete {name}, a local variable "
+            f"of a running function (only 3.11 and older can); it keeps its value")
+
+
+def _apply(frame: Any, ns: Dict[str, Any], binds: Dict[str, Any], deletes: List[str],
+           steps: List[Tuple[Any, inplace.Step]]) -> None:
+    """Write, undoing what was done if anything fails (module docstring of inplace.py)."""
+    fallible = [step for _, step in steps if step.fallible]
+    sure = [step for _, step in steps if not step.fallible]
     try:
-        frame_access.write_locals(frame, updates, deletes)
-    except frame_access.FrameWriteError as exc:
-        raise OpError("FrameWriteError", f"write-back refused, nothing written: {exc}") from None
-    # New base versions, so that a later write-back from the same mount is checked against
-    # what we just wrote.
-    return {"written": sorted(updates), "deleted": sorted(deletes),
-            "versions": {name: refs.version_of(value, "") for name, value in updates.items()}}
+        inplace.apply_all(fallible)
+    except inplace.StepFailed as exc:
+        raise _refused("FrameWriteError", f"changing {exc.step.label} in place failed ({type(exc.cause).__name__}: "
+                                          f"{exc.cause}); the changes made before it were undone") from None
+    try:
+        frame_access.write_locals(frame, binds, deletes)
+    except Exception as exc:
+        inplace.undo_all(fallible)
+        raise _refused("FrameWriteError", str(exc)) from None
+    try:
+        inplace.apply_all(sure)
+    except inplace.StepFailed as exc:  # pragma: no cover - checked writes of the same dtype do not fail
+        try:
+            frame_access.write_locals(frame, {n: ns[n] for n in list(binds) + deletes if n in ns},
+                                      [n for n in binds if n not in ns])
+        finally:
+            inplace.undo_all(fallible)
+        raise _refused("FrameWriteError", f"writing {exc.step.label} failed ({type(exc.cause).__name__}: "
+                                          f"{exc.cause}); the other changes were undone") from None
+
+
+@frame_op("mount_end")
+def _op_mount_end(pause: Any, args: Dict[str, Any], values: Sequence[Any]) -> Dict[str, Any]:
+    """Forget mount ``mount``'s objects (the notebook will write nothing more through it)."""
+    return {"ended": mount_state.end_mount(pause, arg(args, "mount", int))}
 
 
 # --- live references ----------------------------------------------------------------------

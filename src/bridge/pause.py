@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from types import FrameType
-from typing import Any, Dict, List, Optional, Protocol, Tuple
+from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple
 
 import zmq
 
@@ -183,8 +183,8 @@ def serve(frames: List[FrameType], reason: str, *, timeout: Optional[float] = No
     """Pause the calling thread at ``frames`` and serve them until a client resumes it.
 
     Returns the resume action ("continue", "step", "next" or "step_out"). With
-    ``timeout``: resume with "continue" after that many seconds without any request
-    (a client that attached and walked away counts as none), printing one line to stderr.
+    ``timeout``: resume with "continue" once no client has been attached (nor sent a
+    request) for that many seconds, printing one line to stderr.
     """
     if not frames:
         raise ValueError("nothing to pause at: no frames")
@@ -215,7 +215,7 @@ def serve(frames: List[FrameType], reason: str, *, timeout: Optional[float] = No
             kept_lane.pause_id = pause.pause_id
         lane = kept_lane if kept_lane is not None else _open_lane(server, pause)
         sources: List[RequestSource] = [pause.inbox] if lane is None else [pause.inbox, lane]
-        action = _serve_requests(pause, sources, timeout) or action
+        action = _serve_requests(pause, sources, timeout, server.clients_attached) or action
     finally:
         output_routing.__exit__(None, None, None)
         try:
@@ -258,8 +258,10 @@ def forget_inherited() -> Dict[int, Lane]:
     return kept
 
 
-def _serve_requests(pause: Pause, sources: List[RequestSource], timeout: Optional[float]) -> Optional[str]:
-    """Serve requests from ``sources`` until a resume op (its action) or the wait timeout (None)."""
+def _serve_requests(pause: Pause, sources: List[RequestSource], timeout: Optional[float],
+                    attached: Callable[[], bool] = lambda: False) -> Optional[str]:
+    """Serve requests from ``sources`` until a resume op (its action) or the wait timeout
+    (None): ``timeout`` seconds with no request and no client ``attached`` (API.md)."""
     poller = zmq.Poller()
     for source in sources:
         poller.register(source.pollable, zmq.POLLIN)
@@ -271,6 +273,9 @@ def _serve_requests(pause: Pause, sources: List[RequestSource], timeout: Optiona
         if not ready:
             if inbox.waiting():  # its wake-up was lost to a full pipe (a flood)
                 ready = [(inbox.pollable, zmq.POLLIN)]
+            elif timeout is not None and attached():  # an attached client (with a mount open, maybe) keeps it
+                pause.last_activity = time.monotonic()
+                continue
             elif timeout is not None and time.monotonic() - pause.last_activity > timeout:
                 print(
                     f"bridge: no client continued pid {os.getpid()} within {timeout:g}s; resuming",

@@ -362,17 +362,20 @@ class _Unpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
 
 
-def load(frames: Sequence[Any], table: RefTable = TABLE) -> Any:
+def load(frames: Sequence[Any], table: RefTable = TABLE, *, unpickler: Any = None) -> Any:
     """Inverse of the client's pickler: refs become the objects they name.
 
     A value pickled by value with cloudpickle (a function or class defined in the
-    notebook) needs ``cloudpickle`` importable here: a clear error says so.
+    notebook) needs ``cloudpickle`` importable here: a clear error says so. ``unpickler``
+    (``(file, buffers) -> Unpickler``) replaces the default one (mount_state.py's resolves
+    mounted objects too).
     """
     if not frames:
         raise wire.ProtocolError("a value needs at least one frame")
     stream, *buffers = frames
+    make = unpickler or (lambda file, bufs: _Unpickler(file, bufs, table))
     try:
-        return _Unpickler(io.BytesIO(_as_bytes(stream)), [_as_buffer(b) for b in buffers], table).load()
+        return make(io.BytesIO(_as_bytes(stream)), [_as_buffer(b) for b in buffers]).load()
     except ModuleNotFoundError as exc:
         if (exc.name or "").split(".")[0] == "cloudpickle":
             raise ModuleNotFoundError(
@@ -381,6 +384,18 @@ def load(frames: Sequence[Any], table: RefTable = TABLE) -> Any:
                 name="cloudpickle",
             ) from None
         raise
+
+
+# Public names for bridge/mount_state.py, which pickles a mount's variables with one memo.
+Pickler = _Pickler
+Unpickler = _Unpickler
+SCALAR_TYPES = _SCALAR_TYPES
+new_hash = _new_hash
+
+
+def dump_frames(value: Any) -> Tuple[wire.Frames, List[int]]:
+    """Pickle ``value`` as it would be sent, registering no reference (for versions)."""
+    return _dump(value, None, live=False)
 
 
 def _as_buffer(frame: Any) -> Any:

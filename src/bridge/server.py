@@ -99,9 +99,10 @@ class Server:
         # ZAP handler; the socket's monitor is the only place they show, so they are logged from there.
         self.monitor = self.router.get_monitor_socket(
             zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
-            | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+            | zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED
         )
         self.handshake_failures = 0
+        self._connections: set = set()  # fds of the connections open now (the monitor's accepted - disconnected)
         self.routed_frame_ops = 0
         port = self.bind(self.router, port)
         self.endpoint = tcp_endpoint(self.host, port)
@@ -204,6 +205,16 @@ class Server:
                 del self.pauses[pause.thread_id]
         self._connection_file_changed()
         self.broadcast("resumed", {"thread": pause.thread_id, "pause_id": pause.pause_id, "action": action})
+
+    def clients_attached(self) -> bool:
+        """Whether a client is attached: a connection is open and some client subscribed.
+
+        A Session subscribes when it attaches and holds its connections until it closes;
+        a killed one's connections close at once, a vanished one's when the heartbeat gives
+        up (protocol.HEARTBEAT_TIMEOUT_MS). An unauthorized peer can open a connection but
+        never subscribe. (docs/security.md: a wait timeout counts time with no client attached.)
+        """
+        return bool(self._connections) and bool(self.subscribers)
 
     def paused_threads(self) -> List[Any]:
         """Snapshot of the current pauses."""
@@ -321,7 +332,7 @@ class Server:
             sock.close(linger=0)
 
     def _drain_monitor(self) -> None:
-        """Count and log (rate-limited) peers whose handshake failed."""
+        """Track open connections; count and log (rate-limited) peers whose handshake failed."""
         from zmq.utils.monitor import parse_monitor_message
 
         while True:
@@ -331,6 +342,12 @@ class Server:
                 return
             except Exception:  # a malformed monitor frame must not stop the server
                 return
+            if event["event"] == zmq.EVENT_ACCEPTED:
+                self._connections.add(event["value"])
+                continue
+            if event["event"] == zmq.EVENT_DISCONNECTED:
+                self._connections.discard(event["value"])
+                continue
             self.handshake_failures += 1
             if event["event"] == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
                 continue  # the ZAP handler logged it, with the key's fingerprint

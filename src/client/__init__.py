@@ -25,6 +25,7 @@ from .errors import (
     MountStateError,
     NoSession,
     NoSuchFrame,
+    NotDeleted,
     NotPaused,
     PausePending,
     PauseTimeout,
@@ -51,7 +52,7 @@ from .errors import (
 )
 from .group import Group, GroupResult, MemberState
 from .inject import inject
-from .mount import Mount, jump_context
+from .mount import Mount, jump_context, last_mount
 from .proxy import LiveRef, is_live
 from .session import Session
 from .stacks import StackClass, StackReport
@@ -87,6 +88,7 @@ __all__ = [
     "sessions",
     "jump_context",
     "Mount",
+    "last_mount",
     "LiveRef",
     "is_live",
     "Session",
@@ -130,6 +132,7 @@ __all__ = [
     "WriteBackUnpicklable",
     "Unmountable",
     "PausePending",
+    "NotDeleted",
 ]
 
 

@@ -221,6 +221,12 @@ class PausePending(BridgeError, UserWarning):
     returns. A BridgeError too, for ``warnings.simplefilter("error")``."""
 
 
+class NotDeleted(BridgeError, UserWarning):
+    """A warning: a write-back deleted what it could, but names the block deleted are
+    local variables of a running function, which this Python (3.12+) cannot delete; they
+    keep their values in the target. Everything else was written."""
+
+
 # --- the reply's error object -> an exception -------------------------------------------------
 
 #: Error kinds the target sends on purpose (``OpError`` kinds, docs/errors.md) -> the

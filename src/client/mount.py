@@ -2,40 +2,39 @@
 
     with jump_context(s) as m:      # snapshot the selected frame into the notebook
         rows = rows[rows.amount > 0]
-        m.diff()                    # what would be written back
+        m.diff()                    # what would be written back, and how
     # normal exit: what changed goes back in one all-or-nothing step
 
-How it works:
+How it works (docs/howto-mount.md is the user's side of this):
 
 * **Mount.** One ``mount_snapshot`` request returns every variable (or ``names``), each
-  pickled on its own: by value when it can be copied and is within ``size_limit``, else as
-  a live reference (client/proxy.py). A value the notebook cannot unpickle (an object of a
-  class from the target's ``__main__``) is asked for again, live.
-* **Change detection.** At mount, and again at exit, each value gets a fingerprint here:
-  the object itself (identity) and the xxh3_128 of its pickle-5 bytes, stream and
-  buffers. Rebound or mutated in place = changed; gone = deleted; a name that did not
-  exist in the notebook before the block and is not private (``_x``) = added.
-* **Write-back.** Only what changed goes, with the target-side version (identity + hash,
-  computed on the target both times: a pickle's bytes differ between processes) each
-  changed name had at mount, and the pause id. The target refuses a stale version
-  (``WriteBackConflict``, nothing written) or a resumed thread (``NotPaused``), and writes
-  with ``bridge.frames.write_locals`` (all or nothing).
+  pickled on its own stream: by value when it can be copied and is within ``size_limit``,
+  else as a live reference (client/proxy.py). Copied values share one pickle memo, so the
+  notebook's copies map to the target's objects (client/mount_graph.py). A value the
+  notebook cannot unpickle (a class from a package it lacks) is asked for again, live.
+* **Change detection and identity.** mount_graph.py keeps a digest of each mapped object's
+  own contents; at write-back, unchanged objects are sent as references to the target's
+  originals, changed ones are changed in place in the target when their kind allows
+  (bridge/inplace.py), and big numeric arrays send only their changed blocks.
+* **Write-back.** The target checks each involved name's version (identity + digest,
+  computed on the target both times) and the pause id, decides which deletions this
+  Python can do, checks every in-place change, and only then writes (all or nothing).
+* **Refused.** What was not written stays reachable: ``m.pending`` and the exception's
+  ``changes``; ``m.retry(exclude=[...])`` writes the rest, ``with m.reopen():`` puts it
+  back in the notebook to go on editing.
 * **Restore.** Whatever happens, names the mount shadowed get their old values back and
   names it introduced disappear; names the block created that were not mounted stay.
-
-A written-back value *replaces* the target's object: other references to the old object
-in the target (``self.rows``, a list that holds it) still see the old one. Use live
-references (``size_limit=0``) when the target's own object must change in place.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from bridge import wire
 from bridge.protocol import DEFAULT_SIZE_LIMIT, MAX_MESSAGE_BYTES
 
 from . import proxy as proxies
@@ -43,101 +42,29 @@ from .display import esc, human_size, table
 from .errors import (
     MountStateError,
     NoSession,
+    NotDeleted,
     NotPaused,
+    RemoteError,
     Unmountable,
+    WriteBackConflict,
     WriteBackTooLarge,
     WriteBackUnpicklable,
 )
+from .mount_diff import COPIED, IN_PLACE, REBOUND, Change, Diff, PendingChanges, describe
+from .mount_graph import Graph, Scan, SnapshotDecoder
 from .values import FrameRef
 
+__all__ = ["Mount", "jump_context", "last_mount", "Change", "Diff", "PendingChanges"]
+
 _MISSING = object()
-
-try:
-    import xxhash
-
-    def _hash(frames: Sequence[Any]) -> str:
-        h = xxhash.xxh3_128()
-        for f in frames:
-            h.update(f)
-        return h.hexdigest()
-
-except ImportError:  # pragma: no cover - xxhash is in the notebook extra
-    import hashlib
-
-    def _hash(frames: Sequence[Any]) -> str:
-        h = hashlib.blake2b(digest_size=16)
-        for f in frames:
-            h.update(f)
-        return h.hexdigest()
+_HOW = {"in place": IN_PLACE, "rebound": REBOUND, "copied": COPIED}
+_last: List[Optional["Mount"]] = [None]
 
 
-@dataclass
-class _Fingerprint:
-    """What a value was at mount (or last commit): the object and the hash of its pickle."""
-
-    obj: Any
-    digest: Optional[str]
-
-    @classmethod
-    def of(cls, value: Any) -> "_Fingerprint":
-        if proxies.is_live(value):
-            return cls(value, "live")
-        frames = proxies.fingerprint_frames(value)
-        return cls(value, None if frames is None else _hash(frames))
-
-    def same(self, value: Any) -> bool:
-        """Whether ``value`` is the same object, unmutated."""
-        if value is not self.obj:
-            return False
-        if self.digest == "live":
-            return True
-        now = _Fingerprint.of(value)
-        # An unpicklable value is compared by identity only (nothing better is possible).
-        return self.digest is None or now.digest == self.digest
-
-
-@dataclass
-class Change:
-    """One row of a diff."""
-
-    name: str
-    status: str  # "changed", "added", "deleted" or "unchanged"
-    live: bool
-    type: str
-    size: Optional[int]
-
-
-class Diff(list):
-    """The changes a write-back would send (a list of :class:`Change`); prints as a table."""
-
-    @property
-    def changed(self) -> List[str]:
-        return [c.name for c in self if c.status == "changed"]
-
-    @property
-    def added(self) -> List[str]:
-        return [c.name for c in self if c.status == "added"]
-
-    @property
-    def deleted(self) -> List[str]:
-        return [c.name for c in self if c.status == "deleted"]
-
-    def __bool__(self) -> bool:
-        return any(c.status != "unchanged" for c in self)
-
-    def __repr__(self) -> str:
-        rows = [c for c in self if c.status != "unchanged"]
-        if not rows:
-            return "(no changes)"
-        return "\n".join(f"{c.status:8} {c.name}: {c.type}{' (live)' if c.live else ''}" for c in rows)
-
-    def _repr_html_(self) -> str:
-        rows = [c for c in self if c.status != "unchanged"]
-        if not rows:
-            return "<i>no changes to write back</i>"
-        return table(("name", "change", "kind", "type", "size"),
-                     ((c.name, c.status, "live" if c.live else "copied", c.type, human_size(c.size)) for c in rows),
-                     [f"fb-{c.status}" for c in rows], caption="<b>would be written back</b>")
+def last_mount() -> Optional["Mount"]:
+    """The most recent Mount whose write-back was refused or abandoned with changes left
+    (``m.pending``), or None: for when the ``with`` statement had no ``as m``."""
+    return _last[0]
 
 
 @dataclass
@@ -147,6 +74,7 @@ class _Var:
     type: str
     size: Optional[int]
     version: str
+    deletable: bool = True
 
 
 def _default_namespace(depth: int) -> Dict[str, Any]:
@@ -189,7 +117,8 @@ class Mount:
 
     Inside the block: :meth:`diff`, :meth:`commit`, :meth:`discard`; :attr:`live` names the
     variables that are live references (what is done through them is done in the target
-    at once, and discarding cannot undo it).
+    at once, and discarding cannot undo it). After a refused write-back: :attr:`pending`,
+    :meth:`retry`, :meth:`reopen`.
     """
 
     def __init__(self, session: Any, *, frame: Optional[int] = None, names: Optional[Iterable[str]] = None,
@@ -213,29 +142,61 @@ class Mount:
         self.discarded = False
         self.committed = 0  # number of commits that wrote something
         self.mount_seconds = 0.0
+        #: Bytes the last write-back sent (its values; a big array changed in a few places sends those blocks).
+        self.sent_bytes = 0
+        #: Names deleted in the notebook that the target kept (this Python cannot delete them): name -> why.
+        self.not_deleted: Dict[str, str] = {}
+        self._token: Optional[int] = None  # the target's record of this mount (bridge/mount_state.py)
+        self._graph: Optional[Graph] = None
         self._base: Dict[str, Optional[str]] = {}  # tracked name -> target version (None: not in frame)
-        self._prints: Dict[str, _Fingerprint] = {}  # tracked name -> fingerprint
-        self._shadowed: Dict[str, Any] = {}  # mounted name -> notebook value it shadowed (or _MISSING)
+        self._shadowed: Dict[str, Any] = {}  # name in the namespace -> notebook value it shadowed (or _MISSING)
         self._before: Dict[str, Any] = {}  # notebook names (and objects) at mount
         self._mounted: List[str] = []
+        self._left: Optional[Dict[str, Any]] = None  # what the block left, when it was not written back
+        self._pending = PendingChanges()
 
     # --- entering ----------------------------------------------------------------------
 
     def __enter__(self) -> "Mount":
         if self.entered:
             raise MountStateError("this Mount is already in use; create a new one with jump_context()")
+        if self._graph is not None:
+            return self._reenter()
         start = time.perf_counter()
-        values = self._snapshot()
+        values, memo = self._snapshot()
         ns = self.namespace
         self._before = dict(ns)
-        for name, value in values.items():
+        self._graph = Graph.build(values, memo)
+        for name in values:
             self._shadowed[name] = ns.get(name, _MISSING)
-            self._prints[name] = _Fingerprint.of(value)
             self._base[name] = self.vars[name].version
         ns.update(values)  # last: a failure above leaves the namespace untouched
         self._mounted = list(values)
         self.entered = True
         self.mount_seconds = time.perf_counter() - start
+        return self
+
+    def reopen(self) -> "Mount":
+        """Put what a refused or abandoned write-back left back into the notebook, for
+        another ``with`` block: ``with m.reopen(): del fh`` (leaving it writes back again)."""
+        if self._left is None:
+            raise MountStateError("nothing to reopen: this mount was written back, discarded or never left")
+        return self
+
+    def _reenter(self) -> "Mount":
+        if self._left is None:
+            raise MountStateError("this Mount was used already; create a new one with jump_context()")
+        ns = self.namespace
+        assert self._graph is not None
+        # Mounted again: the names the target has; the ones the block created are the
+        # notebook's (as they were after the first block): back in place, not restored after.
+        self._mounted = [name for name in self._left if name in self._graph.names]
+        self._shadowed = {name: ns.get(name, _MISSING) for name in self._mounted}
+        self._before = {k: v for k, v in ns.items() if k not in self._left}
+        ns.update(self._left)
+        self._left = None
+        self.discarded = False
+        self.entered = True
         return self
 
     def _request(self, op: str, args: Dict[str, Any], frames: Optional[List[Any]] = None) -> Tuple[Any, List[Any]]:
@@ -245,7 +206,7 @@ class Mount:
         at = FrameRef(self.thread, self.frame_index, self.pause_id)
         return self.session.refs.request(op, args, frames, at=at, timeout=self.timeout)
 
-    def _snapshot(self) -> Dict[str, Any]:
+    def _snapshot(self) -> Tuple[Dict[str, Any], Dict[int, Any]]:
         selected = self.session.selected
         if selected is None:
             raise NotPaused(f"no thread of pid {self.session.pid} is paused: nothing to mount")
@@ -254,33 +215,38 @@ class Mount:
         args: Dict[str, Any] = {"names": self.names, "copy": self.copy, "size_limit": self.size_limit}
         result, frames = self._request("mount_snapshot", args)
         self.pause_id = result["pause_id"]
+        self._token = result.get("mount")
         self.can_delete = bool(result.get("can_delete", True))
-        values, retry = self._decode(result, frames)
+        decoder = SnapshotDecoder(self.session.refs)
+        values, retry = self._decode(result, frames, decoder)
         if retry:  # values the notebook cannot rebuild (target __main__ classes): mount them live
-            args = {"names": retry, "live": retry, "size_limit": self.size_limit}
+            args = {"names": retry, "live": retry, "size_limit": self.size_limit, "identity": False}
             result2, frames2 = self._request("mount_snapshot", args)
-            more, still = self._decode(result2, frames2)
+            more, still = self._decode(result2, frames2, SnapshotDecoder(self.session.refs))
             if still:
                 raise Unmountable("Unmountable", f"cannot mount {', '.join(still)} even as live references")
             values.update(more)
-        return {name: values[name] for name in self.vars}  # the target's order
+        return {name: values[name] for name in self.vars}, decoder.memo()  # the target's order
 
-    def _decode(self, result: Dict[str, Any], frames: List[Any]) -> Tuple[Dict[str, Any], List[str]]:
+    def _decode(self, result: Dict[str, Any], frames: List[Any], decoder: SnapshotDecoder
+                ) -> Tuple[Dict[str, Any], List[str]]:
         values: Dict[str, Any] = {}
         retry: List[str] = []
         pos = 0
         for var in result["vars"]:
             n = var["nframes"]
             chunk, pos = frames[pos:pos + n], pos + n
-            self.vars[var["name"]] = _Var(var["name"], var["live"], var["type"], var.get("size"), var["version"])
+            name = var["name"]
+            self.vars[name] = _Var(name, var["live"], var["type"], var.get("size"), var["version"],
+                                   var.get("deletable", True))
             try:
-                values[var["name"]] = proxies.load(self.session.refs, chunk)
+                values[name] = decoder.load(chunk, bool(var.get("shared")))
             except proxies.NeedsLive:
-                retry.append(var["name"])
+                retry.append(name)
             except Exception:  # e.g. a class from a package the notebook lacks: mount it live
                 if var["live"]:
                     raise
-                retry.append(var["name"])
+                retry.append(name)
         return values, retry
 
     # --- what changed ------------------------------------------------------------------
@@ -288,38 +254,72 @@ class Mount:
     @property
     def live(self) -> List[str]:
         """Mounted names that are live references (discarding cannot undo what they did)."""
-        return [n for n in self._mounted if self.vars[n].live]
+        return [n for n in self._mounted if n in self.vars and self.vars[n].live]
 
     @property
     def mounted(self) -> List[str]:
         """Names this mount put into the namespace."""
         return list(self._mounted)
 
-    def _added_names(self) -> List[str]:
+    @property
+    def pending(self) -> PendingChanges:
+        """What a refused or abandoned write-back did not write (empty once written back
+        or discarded): name -> the notebook's value, and ``.deleted``."""
+        if self._left is not None and self._graph is not None and not self._pending:
+            # Refused inside the block (m.commit()) and left since: measured from what it left.
+            scan, deleted = self._scan(self._left)
+            self._pending = self._pending_of(scan, self._left, deleted)
+        return self._pending
+
+    def _view(self) -> Dict[str, Any]:
+        return self.namespace if self.entered else (self._left or {})
+
+    def _added_names(self, view: Dict[str, Any]) -> List[str]:
         # Not added: private names, and the debugger's own handles (``with ... as m`` binds
         # the Mount after the snapshot of the namespace was taken).
-        ns = self.namespace
-        return [n for n, v in list(ns.items()) if n not in self._prints and n not in self._before
+        tracked = self._graph.names if self._graph is not None else {}
+        return [n for n, v in list(view.items()) if n not in tracked and n not in self._before
                 and not n.startswith("_") and not _is_debugger_object(v)]
 
+    def _scan(self, view: Dict[str, Any], exclude: Sequence[str] = ()) -> Tuple[Scan, List[str]]:
+        assert self._graph is not None
+        tracked = [n for n in self._graph.names if n not in exclude]
+        added = [n for n in self._added_names(view) if n not in exclude]
+        deleted = [n for n in tracked if n not in view]
+        return self._graph.scan(view, tracked, added), deleted
+
     def diff(self) -> Diff:
-        """What a write-back would send now: changed, added and deleted names."""
-        ns = self.namespace
+        """What a write-back would send now: per name, changed (in place or rebound),
+        added, deleted (or kept, where this Python cannot delete it)."""
+        if self._graph is None:
+            return Diff()
+        view = self._view()
+        scan, deleted = self._scan(view)
+        return self._diff_of(scan, view, deleted)
+
+    def _diff_of(self, scan: Scan, view: Dict[str, Any], deleted: Sequence[str]) -> Diff:
         out = Diff()
-        for name, fp in self._prints.items():
+        assert self._graph is not None
+        for name in self._graph.names:
             var = self.vars.get(name)
-            live, typ, size = (var.live, var.type, var.size) if var else (False, "", None)
-            if name not in ns:
-                out.append(Change(name, "deleted", live, typ, size))
+            if name in deleted:
+                live, typ, size = (var.live, var.type, var.size) if var else (False, "", None)
+                if var is not None and not var.deletable:
+                    out.append(Change(name, "kept", live, typ, size, "not deleted", _why_kept()))
+                else:
+                    out.append(Change(name, "deleted", live, typ, size))
                 continue
-            value = ns[name]
-            status = "unchanged" if fp.same(value) else "changed"
-            if status == "changed" and value is not fp.obj:
-                live, typ, size = proxies.is_live(value), _type_name(value), _size(value)
-            out.append(Change(name, status, live, typ, size))
-        for name in self._added_names():
-            value = ns[name]
-            out.append(Change(name, "added", proxies.is_live(value), _type_name(value), _size(value)))
+            status = scan.names.get(name)
+            if status is None:
+                continue  # excluded
+            if status == "unchanged":
+                live, typ, size = (var.live, var.type, var.size) if var else (False, "", None)
+                out.append(Change(name, "unchanged", live, typ, size))
+            else:
+                out.append(describe(name, "changed", view[name], how=_HOW[status], note=scan.notes.get(name, "")))
+        for name, status in scan.names.items():
+            if name not in self._graph.names:
+                out.append(describe(name, "added", view[name], note=scan.notes.get(name, "")))
         return out
 
     # --- deciding ------------------------------------------------------------------------
@@ -330,49 +330,130 @@ class Mount:
         Later changes in the same block are measured from here.
         """
         self._need_entered()
-        diff = self.diff()
+        return self._write(self.namespace)
+
+    def retry(self, exclude: Iterable[str] = (), rebind: Iterable[str] = ()) -> Diff:
+        """Write what a refused (or abandoned) write-back left, now, without the names in
+        ``exclude`` (they stay in :attr:`pending`); names in ``rebind`` are written by value
+        instead of in place (aliases in the target keep the old object)."""
+        if self.entered:
+            raise MountStateError("the block is still running: call m.commit() instead")
+        if self._left is None:
+            raise MountStateError("nothing to retry: this mount was written back, discarded or never left")
+        exclude = [exclude] if isinstance(exclude, str) else list(exclude)
+        rebind = [rebind] if isinstance(rebind, str) else list(rebind)
+        written = self._write(self._left, exclude=exclude, rebind=rebind, end=not exclude)
+        self._pending = PendingChanges()
+        if not exclude:
+            self._forget()
+        return written
+
+    def _write(self, view: Dict[str, Any], *, exclude: Sequence[str] = (), rebind: Sequence[str] = (),
+               end: bool = False) -> Diff:
+        assert self._graph is not None
+        scan, deleted = self._scan(view, exclude)
+        for name in rebind:
+            if name in view and name in scan.names:
+                scan.binds[name] = view[name]
+                scan.copied.add(id(view[name]))
+                scan.synced = [n for n in scan.synced if n.obj is not view[name]]
+                scan.names[name] = "copied"
+        diff = self._diff_of(scan, view, deleted)
         if not diff:
+            if end:
+                self._end()
             return diff
-        ns = self.namespace
-        updates = {n: ns[n] for n in diff.changed + diff.added}
-        deletes = diff.deleted
-        base = {n: self._base[n] for n in diff.changed + deletes if self._base.get(n) is not None}
-        frames = self._encode(updates) if updates else None
-        if frames is not None:
-            total = sum(memoryview(f).nbytes for f in frames)
-            if total > MAX_MESSAGE_BYTES and self.session.bulk_mode == "curve":
-                raise WriteBackTooLarge(f"write-back of {human_size(total)} exceeds the "
-                                        f"{human_size(MAX_MESSAGE_BYTES)} message limit without a bulk path; "
-                                        "nothing was written")
         try:
-            result, _ = self._request("mount_write", {"base": base, "delete": deletes}, frames)
+            frames = self._graph.payload(scan, scan.binds)
+        except Exception as exc:
+            bad = self._graph.culprits(scan, scan.binds)
+            raise self._refusal(WriteBackUnpicklable(
+                "write-back refused, nothing written: cannot send " + "; ".join(
+                    f"{name} ({why})" for name, why in bad.items()) + " to the target (they cannot be pickled)",
+                list(bad)), scan, view, deleted, exclude=list(bad)) from exc
+        total = self.sent_bytes = sum(memoryview(f).nbytes for f in frames)
+        if total > MAX_MESSAGE_BYTES and self.session.bulk_mode == "curve":
+            raise self._refusal(WriteBackTooLarge(
+                f"write-back refused, nothing written: {human_size(total)} exceeds the "
+                f"{human_size(MAX_MESSAGE_BYTES)} message limit without a bulk path"), scan, view, deleted)
+        tracked = self._graph.names
+        involved = [n for n, st in scan.names.items() if st != "unchanged" and n in tracked] + list(deleted)
+        base = {n: self._base[n] for n in set(involved) | scan.owners if self._base.get(n) is not None}
+        args = {"mount": self._token, "base": base, "delete": list(deleted), "end": end}
+        try:
+            result, _ = self._request("mount_write", args, frames)
         except NotPaused as exc:
-            raise NotPaused(f"write-back refused, nothing written: the target resumed since the mount "
-                            f"(pause {self.pause_id}): {exc}") from None
-        for name in updates:
-            self._prints[name] = _Fingerprint.of(ns[name])
-            self._base[name] = result.get("versions", {}).get(name)
-        for name in deletes:
-            self._prints.pop(name, None)
+            raise self._refusal(NotPaused(
+                f"write-back refused, nothing written: the target resumed since the mount (pause "
+                f"{self.pause_id}: another client continued it, or it was left with no client attached): {exc}"),
+                scan, view, deleted, resumed=True) from None
+        except (WriteBackConflict, RemoteError) as exc:
+            raise self._refusal(exc, scan, view, deleted) from None
+        kept = result.get("kept") or {}
+        if kept:
+            self.not_deleted.update(kept)
+            warnings.warn(NotDeleted("write-back: " + "; ".join(kept.values()) + ". Everything else was written."),
+                          stacklevel=3)
+        for name, version in (result.get("versions") or {}).items():
+            self._base[name] = version
+        self._graph.accept(scan, view, list(scan.names), list(deleted))
+        for name in deleted:
             self._base.pop(name, None)
         self.committed += 1
+        if end:
+            self._token = None  # the target forgot it with this write
         return diff
 
-    def _encode(self, updates: Dict[str, Any]) -> List[Any]:
-        try:
-            return proxies.dump(updates)
-        except Exception:
-            pass
-        bad: Dict[str, str] = {}  # find which names, to say so
-        for name, value in updates.items():
-            try:
-                proxies.dump(value)
-            except Exception as exc:
-                cause = exc.__cause__ or exc
-                bad[name] = f"{name} ({type(cause).__name__}: {cause})"
-        raise WriteBackUnpicklable("cannot write back " + "; ".join(bad.values() or ["the changes"]) +
-                                   ": they cannot be pickled. Nothing was written; delete or rebind them, or discard.",
-                                   list(bad))
+    def _refusal(self, exc: BaseException, scan: Scan, view: Dict[str, Any], deleted: Sequence[str], *,
+                 exclude: Sequence[str] = (), resumed: bool = False) -> BaseException:
+        """``exc`` reworded with what to do, carrying the changes (``.changes``, ``.mount``)."""
+        self._pending = self._pending_of(scan, view, deleted)
+        _last[0] = self
+        names = ", ".join(f"{n!r}" for n in self._pending) or "none"
+        if resumed:
+            advice = (f"Your changes are kept in m.pending ({names}; also this error's .changes). The frame "
+                      f"they were for has resumed: when the target pauses again, mount it and assign them, "
+                      f"e.g. `with jump_context(s): rows = m.pending['rows']`.")
+        elif exclude:
+            advice = (f"Your changes are kept in m.pending ({names}; also this error's .changes). To write the "
+                      f"others now: m.retry(exclude={list(exclude)!r}); to edit them first: `with m.reopen(): ...` "
+                      f"(leaving the block writes back again).")
+        elif isinstance(exc, WriteBackConflict):
+            advice = (f"Your changes are kept in m.pending ({names}; also this error's .changes): look at the "
+                      f"target's values, then mount again and assign what you want, e.g. "
+                      f"`with jump_context(s): rows = m.pending['rows']`.")
+        else:
+            exc, culprits = self._name_objects(exc)
+            rebind = f"m.retry(rebind={culprits!r})" if culprits else "m.retry(rebind=[...])"
+            advice = (f"Your changes are kept in m.pending ({names}; also this error's .changes): "
+                      f"{rebind} writes them by value instead of in place (aliases in the target keep the "
+                      f"old object), m.retry(exclude=[...]) writes the others, `with m.reopen(): ...` puts them "
+                      f"back to edit.")
+        advice += " (m is this Mount: `with jump_context(...) as m`, or client.last_mount().)"
+        new = _reworded(exc, advice)
+        new.changes = self._pending  # type: ignore[attr-defined]
+        new.mount = self  # type: ignore[attr-defined]
+        return new
+
+    def _name_objects(self, exc: BaseException) -> Tuple[BaseException, List[str]]:
+        """``exc`` with the target's ``object #n`` replaced by the names they were mounted
+        as, and those names."""
+        if not isinstance(exc, RemoteError) or self._graph is None:
+            return exc, []
+        found: List[str] = []
+
+        def name(match: Any) -> str:
+            mounted, text = self._graph.name_of(int(match.group(1)))  # type: ignore[union-attr]
+            if mounted is not None and mounted not in found:
+                found.append(mounted)
+            return text
+
+        message = re.sub(r"object #(\d+)", name, exc.remote_message)
+        return type(exc)(exc.remote_type, message, exc.remote_traceback), found
+
+    def _pending_of(self, scan: Scan, view: Dict[str, Any], deleted: Sequence[str]) -> PendingChanges:
+        return PendingChanges({n: view[n] for n, st in scan.names.items() if st != "unchanged"},
+                              [n for n in deleted if self.vars.get(n) is None or self.vars[n].deletable])
 
     def discard(self) -> None:
         """Write nothing back at the end of the block (what live references did stays done)."""
@@ -384,13 +465,40 @@ class Mount:
 
     # --- leaving -------------------------------------------------------------------------
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        keep = self.write_back and not self.discarded
+        written = False
         try:
-            if exc_type is None and self.write_back and not self.discarded:
-                self.commit()
+            if exc_type is None and keep:
+                self._write(self.namespace, end=True)
+                written = True
         finally:
+            if keep and not written and self._graph is not None:
+                # Refused, or the block raised: keep what it left (m.pending, m.retry()).
+                ns = self.namespace
+                self._left = {n: ns[n] for n in list(self._graph.names) + self._added_names(ns) if n in ns}
+                _last[0] = self
             self._restore()
-        return False
+            if not keep or written:
+                self._end()
+                self._forget()
+
+    def _forget(self) -> None:
+        """Drop the copies and the map (a Mount kept in a variable must not pin big values)."""
+        self._graph = None
+        self._left = None
+        self._pending = PendingChanges()
+        if _last[0] is self:
+            _last[0] = None
+
+    def _end(self) -> None:
+        """Tell the target it can forget this mount's objects (if it is still paused there)."""
+        token, self._token = self._token, None
+        if token is not None and self.session.paused:
+            try:
+                self._request("mount_end", {"mount": token})
+            except Exception:
+                pass  # the pause is over: the target forgot it with the pause
 
     def _restore(self) -> None:
         ns = self.namespace
@@ -411,46 +519,51 @@ class Mount:
     # --- display -------------------------------------------------------------------------
 
     def __repr__(self) -> str:
-        state = "active" if self.entered else "inactive"
+        state = "active" if self.entered else "pending" if self._left is not None else "inactive"
         live = f", live: {', '.join(self.live)}" if self.live else ""
         return f"<Mount of {len(self.vars)} variables from pid {self.session.pid} ({state}{live})>"
 
     def _repr_html_(self) -> str:
-        changes = {c.name: c.status for c in self.diff()} if self.entered else {}
-        rows = [(v.name, "live" if v.live else "copied", v.type, human_size(v.size), changes.get(v.name, ""))
-                for v in self.vars.values() if v.name in self._mounted]
+        changes = {c.name: c for c in self.diff()} if self.entered else {}
+        rows = []
+        for v in self.vars.values():
+            if v.name not in self._mounted:
+                continue
+            c = changes.get(v.name)
+            rows.append((v.name, "live" if v.live else "copied", v.type, human_size(v.size),
+                         "" if c is None or c.status == "unchanged" else f"{c.status} {c.how}".strip()))
         caption = f"<b>mounted</b> from pid {esc(self.session.pid)}"
         if self.live:
             caption += (" &mdash; live: " + esc(", ".join(self.live)) +
                         " (changes through them happen in the target at once)")
         return table(("name", "kind", "type", "size", "change"), rows,
-                     [f"fb-{changes.get(r[0])}" if changes.get(r[0]) not in ("", "unchanged", None) else ""
+                     [f"fb-{changes[r[0]].status}" if r[0] in changes and changes[r[0]].status != "unchanged" else ""
                       for r in rows], caption=caption)
+
+
+def _why_kept() -> str:
+    return "this Python cannot delete a running function's local variable: it keeps its value"
+
+
+def _reworded(exc: BaseException, advice: str) -> BaseException:
+    """The same kind of error, its message followed by ``advice``."""
+    text = f"{exc}\n{advice}"
+    if isinstance(exc, WriteBackConflict):
+        return WriteBackConflict(text, exc.names)
+    if isinstance(exc, WriteBackUnpicklable):
+        return WriteBackUnpicklable(text, exc.names)
+    if isinstance(exc, RemoteError):
+        return type(exc)(exc.remote_type, f"{exc.remote_message}\n{advice}", exc.remote_traceback)
+    try:
+        return type(exc)(text)
+    except Exception:
+        return exc
 
 
 def _is_debugger_object(value: Any) -> bool:
     from .session import Session
 
     return not proxies.is_live(value) and isinstance(value, (Mount, Session))
-
-
-def _type_name(value: Any) -> str:
-    if proxies.is_live(value):
-        return proxies.type_of(value)
-    cls = type(value)
-    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
-
-
-def _size(value: Any) -> Optional[int]:
-    if proxies.is_live(value):
-        return None
-    nbytes = getattr(value, "nbytes", None)
-    if isinstance(nbytes, int):
-        return nbytes
-    try:
-        return sys.getsizeof(value)
-    except Exception:
-        return None
 
 
 def jump_context(session: Any = None, *, frame: Optional[int] = None, names: Optional[Iterable[str]] = None,

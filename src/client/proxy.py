@@ -172,6 +172,10 @@ class _Unpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
+#: The unpickler of values from the target (client/mount_graph.py shares one across a mount's values).
+Unpickler = _Unpickler
+
+
 def load(registry: RefRegistry, frames: Sequence[Any]) -> Any:
     """Unpickle value frames from the target; live references become proxies of ``registry``.
 
@@ -192,6 +196,11 @@ def load(registry: RefRegistry, frames: Sequence[Any]) -> Any:
 
 def _buf(frame: Any) -> Any:
     return frame.buffer if hasattr(frame, "buffer") else frame
+
+
+def persistent_id(obj: Any) -> Any:
+    """How a value for the target names a live reference or a module (None: pickle it)."""
+    return _persistent_id(obj)
 
 
 def _persistent_id(obj: Any) -> Any:

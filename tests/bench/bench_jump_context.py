@@ -8,7 +8,8 @@ key and runtime dirs, attaches a real Session (bulk path as negotiated: shm on o
 
 * 100 small variables (dicts of 10 ints): mount, and write-back of all 100 changed;
 * one float64 array of ``--gib`` GiB: mount by copy (``size_limit=None``), write-back
-  after changing one element, and mount as a live reference (default size limit).
+  after changing one element (only its block goes back), and mount as a live reference
+  (default size limit).
 """
 
 from __future__ import annotations
@@ -106,8 +107,8 @@ def big(tmp: Path, runtime: Path, gib: float) -> None:
         with jump_context(s, namespace=ns) as live:
             live_s = time.perf_counter() - t0
             assert live.live == ["arr"]
-        print(f"{gib:g} GiB array (bulk path: {mode}): mount by copy {mount_s:.2f} s, write-back {write_s:.2f} s; "
-              f"mount as a live reference {live_s * 1e3:.1f} ms")
+        print(f"{gib:g} GiB array (bulk path: {mode}): mount by copy {mount_s:.2f} s, write-back {write_s:.2f} s "
+              f"(sent {m.sent_bytes / 2**20:.2f} MiB); mount as a live reference {live_s * 1e3:.1f} ms")
         s.close()
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
