@@ -12,6 +12,7 @@ ships with both.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import site
 import subprocess
@@ -204,7 +205,8 @@ def test_a_child_forked_while_a_parent_thread_held_framebridge_locks_serves(targ
         os.waitpid(pid, 0)
         print("child reaped", flush=True)
     """)
-    child = int(t.wait_output("child ", timeout=30).split()[1])
+    out = t.wait_output("child ", timeout=30)  # after 3.12's warning about forking a threaded process
+    child = int(re.search(r"^child (\d+)$", out, re.M).group(1))  # type: ignore[union-attr]
     wait_until(lambda: keys.connection_path(child).exists(), 30, "the child's connection file")
     with client.attach(child, timeout=10) as s:  # hello, bulk_hello (the data server), subscribe
         s.wait(20)
