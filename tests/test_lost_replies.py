@@ -121,3 +121,26 @@ def test_the_target_keeps_each_connections_replies_for_it_alone(target, attach_t
     finally:
         mine.close()
         other.close()
+
+
+def test_a_reply_whose_bulk_descriptor_spilled_is_remembered_as_ran_not_kept():
+    """A reply whose buffers went by the bulk path cannot be sent again; when its header
+    was too big, the descriptor travels in the spill frame (bridge/protocol.py), and the
+    reply cache must see it there too."""
+    from bridge import outcomes, protocol
+
+    cache = outcomes.ReplyCache()
+    descriptor = {"mode": "shm", "bufs": [{"i": 1, "n": 1 << 20}], "token": "00" * 16}
+    big_result = "x" * (protocol.MAX_HEADER_BYTES + 1)  # makes the header spill
+    for request_id, frames in [
+        (1, protocol.encode_reply(1, big_result, [b""], bulk=descriptor)),  # spilled, with bulk
+        (2, protocol.encode_reply(2, big_result, [b"v"])),                   # spilled, no bulk
+        (3, protocol.encode_reply(3, "small", [b""], bulk=descriptor)),      # bulk in the header
+    ]:
+        cache.started(b"client", request_id)
+        cache.finished(b"client", request_id, frames)
+    assert protocol.split_message(protocol.encode_reply(1, big_result, [b""], bulk=descriptor))[0]["bulk"] == descriptor
+    assert cache.outcome(b"client", 1) == ("ran", None)
+    state, kept = cache.outcome(b"client", 2)
+    assert state == "done" and protocol.split_message(kept)[0]["result"] == big_result
+    assert cache.outcome(b"client", 3) == ("ran", None)

@@ -44,13 +44,10 @@ def _size(frames: Sequence[Any]) -> int:
     return total
 
 
-def _went_by_bulk(frames: Sequence[Any]) -> bool:
-    """Whether a reply's header names a bulk descriptor (in the header frame, or in its
-    spill frame, the last, when the header was too big: bridge/protocol.py)."""
-    head = bytes(frames[0])
-    if b'"bulk":{' in head:
-        return True
-    return b'"spill":' in head and len(frames) > 1 and b'"bulk":{' in bytes(frames[-1])
+def _spilled_bulk(frames: Sequence[Any]) -> bool:
+    """Whether a reply whose header was too big names a bulk descriptor in its spill
+    frame, the last (bridge/protocol.py)."""
+    return len(frames) > 1 and b'"bulk":{' in bytes(frames[-1])
 
 
 class ReplyCache:
@@ -82,8 +79,11 @@ class ReplyCache:
         key = (identity, request_id)
         size = _size(frames)
         # A reply whose buffers went by the bulk path cannot be sent again (the buffers
-        # are gone once read): remember only that it ran.
-        kept = bool(frames) and size <= MAX_REPLY_BYTES and not _went_by_bulk(frames)
+        # are gone once read): remember only that it ran. The descriptor is in the header,
+        # or in its spill frame when the header was too big.
+        head = bytes(frames[0]) if frames else b""
+        kept = (bool(frames) and size <= MAX_REPLY_BYTES and b'"bulk":{' not in head
+                and not (b'"spill":' in head and _spilled_bulk(frames)))
         with self._lock:
             old = self._entries.pop(key, None)
             if isinstance(old, tuple):
