@@ -35,7 +35,8 @@ class RateLimitedLog:
     """Log refusals, at most ``burst`` lines per ``window`` seconds (a flood of bad peers
     must not fill the job's log); the next line that gets through says how many were hidden."""
 
-    def __init__(self, burst: int = 10, window: float = 60.0) -> None:
+    def __init__(self, burst: int = 10, window: float = 60.0, logger: Optional[logging.Logger] = None) -> None:
+        self.logger = logger or log
         self.burst = burst
         self.window = window
         self._lock = threading.Lock()
@@ -56,7 +57,7 @@ class RateLimitedLog:
             suppressed, self._suppressed = self._suppressed, 0
         if suppressed:
             message += f" ({suppressed} similar refusals not logged)"
-        log.warning(message, *args)
+        self.logger.warning(message, *args)
 
 
 #: Every refused peer (unauthorized or revoked key, failed handshake) is logged through this.

@@ -24,7 +24,8 @@ from typing import Any, Dict, List, Optional, Sequence
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
-from . import dispatch, keys, startup
+from . import dispatch, hub_dial, keys, startup
+from . import identity as process_identity
 from .key_policy import KeyPolicy, recv_from_peer, refusal_log
 from .ops import FRAME_OPS, SERVER_OPS, OpError, arg, load_all
 from .protocol import (
@@ -122,6 +123,8 @@ class Server:
         self._pauses_lock = threading.Lock()
         self.pause_counter = 0
         self.started = time.time()
+        #: The connection out to a notebook's hub, when BRIDGE_HUB names one (hub_dial.py).
+        self.hub: Optional[hub_dial.HubDial] = hub_dial.open_from_env(self.context, self._announcement)
         self.thread = threading.Thread(target=self._run, name="bridge-server", daemon=True)
         self._stopped = threading.Event()
         self.connection_file = None
@@ -191,6 +194,7 @@ class Server:
 
     def register_pause(self, pause: Any) -> None:
         """A thread paused: make it routable, tell clients and the connection file."""
+        pause.info.update(process_identity.task_labels())  # read here, on the paused thread (its task)
         with self._pauses_lock:
             self.pause_counter += 1
             pause.pause_id = self.pause_counter
@@ -214,6 +218,9 @@ class Server:
         up (protocol.HEARTBEAT_TIMEOUT_MS). An unauthorized peer can open a connection but
         never subscribe. (docs/security.md: a wait timeout counts time with no client attached.)
         """
+        hub = self.hub
+        if hub is not None and hub.connected and hub.identity in self.subscribers:
+            return True
         return bool(self._connections) and bool(self.subscribers)
 
     def paused_threads(self) -> List[Any]:
@@ -257,6 +264,10 @@ class Server:
             "started": self.started,
             "paused": [p.describe() for p in self.paused_threads()],
         }
+
+    def _announcement(self) -> Dict[str, Any]:
+        """What this process tells a hub it dialed (identity.py): no endpoint, no key."""
+        return process_identity.describe_process(self.started, [p.describe() for p in self.paused_threads()])
 
     def _connection_file_changed(self) -> None:
         # The pause list changed. The first change after a quiet spell rewrites the file at
@@ -308,8 +319,15 @@ class Server:
         poller.register(self.router, zmq.POLLIN)
         poller.register(self.internal, zmq.POLLIN)
         poller.register(self.monitor, zmq.POLLIN)
+        hub = self.hub
+        hub_items = hub.poll_items() if hub is not None else ()
+        for item in hub_items:
+            poller.register(item, zmq.POLLIN)
         while True:
             due = self._file_due
+            hub_due = hub.timer_due() if hub is not None else None
+            if hub_due is not None:
+                due = hub_due if due is None else min(due, hub_due)
             try:
                 ready = dict(poller.poll(None if due is None else max(0, (due - time.monotonic()) * 1000)))
             except zmq.ZMQError as exc:
@@ -323,11 +341,19 @@ class Server:
                 self._drain_router()
             if self.monitor in ready:
                 self._drain_monitor()
+            if hub is not None:
+                for item in hub_items:
+                    if item in ready:
+                        hub.on_readable(item, self._handle)  # the hub was proven by its key: no key check
+                if hub_due is not None and time.monotonic() >= hub_due:
+                    hub.on_timer(time.monotonic())
             self._rewrite_if_due()
         try:
             self.router.disable_monitor()
         except zmq.ZMQError:
             pass
+        if hub is not None:
+            hub.close()
         for sock in (self.monitor, self.router, self.internal, self._push):
             sock.close(linger=0)
 
@@ -375,9 +401,10 @@ class Server:
     def _publish(self, frames: Sequence[Any]) -> None:
         """Send an event to every subscriber whose key is still authorized (a revoked one is dropped)."""
         admits = self.policy.admits
+        hub = self.hub
         for identity in list(self.subscribers):
             key = self.subscriber_keys.get(identity)
-            if admits(key):
+            if admits(key) or (hub is not None and identity == hub.identity):
                 self._send(identity, frames)
             else:  # told once, so that its session fails now instead of waiting for events
                 self.subscribers.pop(identity, None)
@@ -406,6 +433,10 @@ class Server:
             self.subscriber_keys = {i: k for i, k in self.subscriber_keys.items() if i in self.subscribers}
 
     def _send(self, identity: bytes, frames: Sequence[Any]) -> None:
+        hub = self.hub
+        if hub is not None and identity == hub.identity:
+            hub.send(frames)
+            return
         try:
             # copy=True copies only the small bytes parts; zmq.Frame parts (big values,
             # received without copying) are passed on as they are.

@@ -51,6 +51,7 @@ from .errors import (
     WriteBackUnpicklable,
 )
 from .group import Group, GroupResult, MemberState
+from .hub import Hub, HubGroup, TargetEnv
 from .inject import inject
 from .mount import Mount, jump_context, last_mount
 from .proxy import LiveRef, is_live
@@ -79,6 +80,9 @@ __all__ = [
     "Group",
     "GroupResult",
     "MemberState",
+    "Hub",
+    "HubGroup",
+    "TargetEnv",
     "StackReport",
     "StackClass",
     "ProcessScan",
