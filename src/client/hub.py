@@ -364,7 +364,8 @@ class Hub:
         if target is None or target.gone:
             self.dropped += 1
             return
-        target.fd, target.leaving_at = fd, None
+        # Only an announcement says the target (re)connected: messages still queued from a
+        # connection that closed can come after its end was seen.
         port = self._ports.get(identity)
         if port is not None:
             port.deliver(frames)
