@@ -15,7 +15,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from bridge import keys
 
@@ -177,14 +177,15 @@ class Launcher:
         return self._start(script, argv + list(args), env, python)
 
     def script(self, name: str, *args: str, env: Optional[Mapping[str, Optional[str]]] = None,
-               python: Optional[str] = None) -> Target:
+               python: Optional[str] = None, prefix: Sequence[str] = ()) -> Target:
         """Start the named script ``tests/targets/<name>.py`` with ``args`` (run in place:
-        tracebacks and ``Target.line`` name the real file)."""
+        tracebacks and ``Target.line`` name the real file). ``prefix``: a command that
+        execs the interpreter in place (``ip netns exec NAME``): the pid stays the target's."""
         path = script_path(name)
-        return self._start(path, [str(path), *args], env, python)
+        return self._start(path, [str(path), *args], env, python, prefix)
 
     def _start(self, script: Path, argv: List[str], env: Optional[Mapping[str, Optional[str]]],
-               python: Optional[str]) -> Target:
+               python: Optional[str], prefix: Sequence[str] = ()) -> Target:
         full_env = dict(os.environ)
         chosen = {**self.env, **(env or {})}
         for name, value in chosen.items():
@@ -198,7 +199,7 @@ class Launcher:
         out_path = self.workdir / f"{script.name}.{len(self.started)}.out"
         runtime = Path(full_env.get("BRIDGE_RUNTIME_DIR") or keys.runtime_dir())
         with open(out_path, "wb") as out:
-            proc = subprocess.Popen([python or sys.executable, *argv], stdout=out, stderr=subprocess.STDOUT,
+            proc = subprocess.Popen([*prefix, python or sys.executable, *argv], stdout=out, stderr=subprocess.STDOUT,
                                     env=full_env, cwd=str(self.workdir), start_new_session=True)
         t = Target(script, proc, out_path, runtime)
         self.started.append(t)
