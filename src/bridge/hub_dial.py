@@ -22,6 +22,7 @@ one line on stderr, and the process stays attachable on its own socket as before
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 import time
@@ -74,6 +75,16 @@ class HubConfig:
 
     def __repr__(self) -> str:  # never the secret (KeyPair's own repr hides it too)
         return f"HubConfig(endpoint={self.endpoint!r}, hub_key={self.hub_key!r})"
+
+
+def env_stamp(environ: Optional[Dict[str, str]] = None) -> str:
+    """What tells one hub configuration from another ("" for none): a digest, so that the
+    secret is not kept in one more place."""
+    env = os.environ if environ is None else environ
+    if not env.get(HUB_VAR):
+        return ""
+    joined = "\0".join(env.get(name, "") for name in (HUB_VAR, HUB_KEY_VAR, HUB_SECRET_VAR))
+    return hashlib.sha256(joined.encode("utf-8", "replace")).hexdigest()
 
 
 def config_from_env(environ: Optional[Dict[str, str]] = None) -> Optional[HubConfig]:

@@ -56,6 +56,7 @@ FILE_REWRITE_MAX_S = 1.0
 TAG_REPLY = b"R"
 TAG_EVENT = b"E"
 TAG_STOP = b"S"
+TAG_WAKE = b"W"  # nothing to do but look again (a hub connection to poll)
 
 
 # Server-side handshake failures, as the ROUTER's monitor reports them. An unauthorized
@@ -124,7 +125,9 @@ class Server:
         self.pause_counter = 0
         self.started = time.time()
         #: The connection out to a notebook's hub, when BRIDGE_HUB names one (hub_dial.py).
-        self.hub: Optional[hub_dial.HubDial] = hub_dial.open_from_env(self.context, self._announcement)
+        self.hub: Optional[hub_dial.HubDial] = None
+        self._hub_tried = ""
+        self._hub_lock = threading.Lock()
         self.thread = threading.Thread(target=self._run, name="bridge-server", daemon=True)
         self._stopped = threading.Event()
         self.connection_file = None
@@ -138,6 +141,7 @@ class Server:
             self.connection_file = keys.write_connection_file(self.connection_info())
         except OSError as exc:
             raise startup.StartError(f"cannot write connection file: {exc}") from None
+        self.dial_hub()
         self.thread.start()
 
     def _discard(self) -> None:
@@ -209,6 +213,25 @@ class Server:
                 del self.pauses[pause.thread_id]
         self._connection_file_changed()
         self.broadcast("resumed", {"thread": pause.thread_id, "pause_id": pause.pause_id, "action": action})
+
+    def dial_hub(self) -> None:
+        """Dial the hub that the environment names (``BRIDGE_HUB``...), unless this server
+        dialed that one already (any thread; at start, at each pause and at ``listen()``:
+        a Dask worker plugin sets the variables in a process whose server runs already,
+        and a new hub replaces an old one). A hub that cannot be used is said in one line,
+        once (hub_dial.py)."""
+        wanted = hub_dial.env_stamp()
+        if wanted == self._hub_tried:
+            return
+        with self._hub_lock:
+            if wanted == self._hub_tried:
+                return
+            self._hub_tried = wanted
+            if wanted:
+                # The old connection, if any, is closed by the server thread, which owns it.
+                self.hub = hub_dial.open_from_env(self.context, self._announcement) or self.hub
+        if self.thread.is_alive():
+            self.post(TAG_WAKE, [b""])  # the server thread polls the new socket from its next turn
 
     def clients_attached(self) -> bool:
         """Whether a client is attached: a connection is open and some client subscribed.
@@ -319,11 +342,18 @@ class Server:
         poller.register(self.router, zmq.POLLIN)
         poller.register(self.internal, zmq.POLLIN)
         poller.register(self.monitor, zmq.POLLIN)
-        hub = self.hub
-        hub_items = hub.poll_items() if hub is not None else ()
-        for item in hub_items:
-            poller.register(item, zmq.POLLIN)
+        hub: Optional[hub_dial.HubDial] = None
+        hub_items: Sequence[Any] = ()
         while True:
+            if self.hub is not hub:  # dialed since the last turn (dial_hub)
+                for item in hub_items:
+                    poller.unregister(item)
+                if hub is not None:
+                    hub.close()
+                hub = self.hub
+                hub_items = hub.poll_items()  # type: ignore[union-attr]
+                for item in hub_items:
+                    poller.register(item, zmq.POLLIN)
             due = self._file_due
             hub_due = hub.timer_due() if hub is not None else None
             if hub_due is not None:
@@ -344,7 +374,7 @@ class Server:
             if hub is not None:
                 for item in hub_items:
                     if item in ready:
-                        hub.on_readable(item, self._handle)  # the hub was proven by its key: no key check
+                        hub.on_readable(item, self._handle)  # the hub proved its key: no client key to check
                 if hub_due is not None and time.monotonic() >= hub_due:
                     hub.on_timer(time.monotonic())
             self._rewrite_if_due()
@@ -540,7 +570,9 @@ def get_server(host: Optional[str] = None, port: Optional[int] = None) -> Server
             from .capture import install
 
             install(record=True)  # the job's output tail, for as long as bridge is active
-        return _server
+        server = _server
+    server.dial_hub()  # BRIDGE_HUB may have been set since the server started
+    return server
 
 
 def current_server() -> Optional[Server]:

@@ -51,6 +51,7 @@ from .errors import (
     WriteBackUnpicklable,
 )
 from .group import Group, GroupResult, MemberState
+from .cluster_attach import attach_dask, attach_ray, ray_runtime_env
 from .hub import Hub, HubGroup, TargetEnv
 from .inject import inject
 from .mount import Mount, jump_context, last_mount
@@ -82,6 +83,9 @@ __all__ = [
     "MemberState",
     "Hub",
     "HubGroup",
+    "attach_dask",
+    "attach_ray",
+    "ray_runtime_env",
     "TargetEnv",
     "StackReport",
     "StackClass",

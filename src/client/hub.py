@@ -102,6 +102,10 @@ class HubGroup(Group):
         self.hub = hub
         self._on_close: List[Callable[[], None]] = []
 
+    def on_close(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` when the group is closed (attach_dask unregisters its plugin)."""
+        self._on_close.append(callback)
+
     def close(self) -> None:
         """Close every member (the targets keep running, or stay paused); a group that
         ``attach_dask``/``attach_ray`` made closes its hub too."""
