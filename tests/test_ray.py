@@ -1,0 +1,76 @@
+"""Ray tasks and actors as a live group: ``attach_ray`` with a real local ``ray.init()``.
+
+One Ray instance for the module (two CPUs, no dashboard): starting one takes seconds.
+Workers import the task functions from tests/targets/cluster_tasks.py.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+ray = pytest.importorskip("ray", reason="ray (the `cluster` extra) is not installed for this Python")
+
+from target_process import SRC  # noqa: E402
+
+from client import attach_ray  # noqa: E402
+
+TARGETS = str(Path(__file__).resolve().parent / "targets")
+sys.path.insert(0, TARGETS)
+import cluster_tasks  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def ray_group(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    dirs = tmp_path_factory.mktemp("ray-bridge")
+    ray_dir = tempfile.mkdtemp(prefix="fbray-")
+    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "BRIDGE_CONFIG_DIR", "BRIDGE_RUNTIME_DIR")}
+    # What Ray's worker processes inherit: the worktree's code, the task module, private dirs.
+    os.environ["PYTHONPATH"] = os.pathsep.join([SRC, TARGETS, saved["PYTHONPATH"] or ""])
+    os.environ["BRIDGE_CONFIG_DIR"] = str(dirs / "config")
+    os.environ["BRIDGE_RUNTIME_DIR"] = str(dirs / "runtime")
+    try:
+        # A short temp dir: Ray's unix sockets live under it (108 bytes at most).
+        group = attach_ray(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=ray_dir)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    try:
+        yield group
+    finally:
+        group.close()
+        ray.shutdown()
+        shutil.rmtree(ray_dir, ignore_errors=True)
+
+
+def test_a_ray_task_and_an_actor_pause_and_are_fixed_through_the_group(ray_group):
+    g = ray_group
+    task = ray.remote(cluster_tasks.scaled).remote(5)
+    member = g.wait(1, timeout=90)[0]
+    pause = member.current_pause()
+    assert pause.function.endswith("scaled") and pause.extra.get("task")
+    host, _, pid = member.name.rpartition(":")
+    assert int(pid) == member.pid and host                  # node address:pid
+    assert member.eval("factor") == 0
+    member.set(factor=4)
+    member.cont()
+    assert ray.get(task, timeout=60) == 20
+
+    counter = ray.remote(cluster_tasks.Counter).remote()
+    added = counter.add.remote(3)
+    actor_member = g.wait(1, timeout=90)[0]
+    pause = actor_member.current_pause()
+    assert pause.function.endswith("add") and pause.extra.get("actor")
+    assert g.eval("n").values() == {actor_member.name: 3}
+    assert g.set(step=2).ok
+    assert g.cont().ok
+    assert ray.get(added, timeout=60) == 6
