@@ -61,12 +61,14 @@ class DebugPanel(PanelActions, PanelLayout):
     more after them. ``compact``: the one-column layout (see :meth:`sidebar`). ``plots``:
     "auto", "svg" or "matplotlib" (docs/panel.md, "Plots"). The panel updates itself when
     the target pauses; remote calls run on a worker thread, so the notebook never waits on
-    the target. ``close()`` detaches what the panel attached.
+    the target. ``close()`` detaches what the panel attached. ``group``: a group (a hub's,
+    ``attach_dask``'s, ``attach_all()``'s) whose members the group view lists; picking one
+    makes the panel show it (docs/panel.md, "A group").
     """
 
     def __init__(self, session: Optional[Session] = None, *, views: Optional[Sequence[ViewFactory]] = None,
                  extra_views: Sequence[ViewFactory] = (), compact: bool = False, plots: str = "auto",
-                 **kwargs: Any) -> None:
+                 group: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if plots not in ("auto", "svg", "matplotlib"):
             raise ValueError(f"plots must be 'auto', 'svg' or 'matplotlib', not {plots!r}")
@@ -75,6 +77,12 @@ class DebugPanel(PanelActions, PanelLayout):
             from .views import DEFAULT_VIEWS
 
             views = DEFAULT_VIEWS
+            if group is not None:
+                from .views.group import GroupView
+
+                views = [GroupView, *views]
+        #: The group the group view lists (None: a panel on one process).
+        self.group = group
         self.views: List[PanelView] = [factory(self) for factory in list(views) + list(extra_views)]
         names = [v.name for v in self.views]
         if len(set(names)) != len(names) or not all(names):
@@ -102,9 +110,11 @@ class DebugPanel(PanelActions, PanelLayout):
         self._connect()
         self._poller = threading.Thread(target=self._poll_loop, name="framebridge-panel-poll", daemon=True)
         self._poller.start()
+        if session is None and group is not None and len(group):
+            session = (group.paused() or group.members())[0]
         if session is not None:
             self._submit("attach", self._use_session, session, False)
-        else:
+        elif group is None:  # a group's panel waits for a member to pause (views/group.py)
             self._submit("attach", self._attach_default)
 
     def view(self, name: str) -> PanelView:
@@ -184,6 +194,10 @@ class DebugPanel(PanelActions, PanelLayout):
             self._refresh_frame()
 
         self._submit(f"select frame {index}", select)
+
+    def show_session(self, session: Session) -> None:
+        """Show ``session`` (a member of :attr:`group`; the panel does not close it) (queued)."""
+        self._submit("show member", self._use_session, session, False)
 
     def breakpoints_changed(self) -> None:
         """Re-read the breakpoints and publish them (queued)."""

@@ -78,6 +78,11 @@ class ViewHost(Protocol):
     session: Optional["Session"]
     #: Plot rendering: "auto", "svg" or "matplotlib" (docs/panel.md, "Plots").
     plots: str
+    #: The group the panel shows (``DebugPanel(group=g)``), or None.
+    group: Optional[Any]
+
+    def show_session(self, session: "Session") -> None:
+        """Make ``session`` (a member of :attr:`group`) the one the panel shows (queued)."""
 
     def submit(self, what: str, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` on the worker thread; an exception becomes ``what: error`` in the panel."""
