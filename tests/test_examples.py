@@ -130,3 +130,27 @@ def test_demo_notebook_runs_top_to_bottom(tmp_path: Path) -> None:
     assert "(0, {})" in joined  # the playground emptied its copy...
     assert "(8, {'EUR': 1.0, 'USD': 0.92, 'GBP': 1.17, 'CHF': 1.05})" in joined  # ...not the job
     assert "total            1059.80" in outputs[-1]
+
+
+def test_dask_etl(target: Any) -> None:
+    distributed = pytest.importorskip("distributed", reason="distributed (the `cluster` extra) is not installed")
+    t = run_example(target, "dask_etl.py")
+    scheduler = re.search(r"^scheduler (\S+)$", t.wait_output("scheduler tcp://", timeout=60), re.M).group(1)
+    # timeout: also how long the client would try to reconnect once the job's scheduler is gone
+    with distributed.Client(scheduler, timeout=5) as dask_client:
+        g = client.attach_dask(dask_client)
+        try:
+            w = g.wait(1, timeout=60)[0]
+            assert w.name in dask_client.scheduler_info()["workers"]
+            report = g.where()
+            assert len(report.classes) == 1 and report.classes[0].frames[0].function.endswith("clean_partition")
+            assert g.eval("partition_id").values() == {w.name: 3}
+            assert w.eval("bad") == [{"id": 31, "amount": "12,50"}]
+            w.set(bad=[{"id": 31, "amount": "12.50"}])
+            assert g.cont().ok
+            t.wait_output("total ", timeout=60)
+        finally:
+            g.close()  # while the job's scheduler is still up, if it can be
+    assert t.wait_exit(timeout=60) == 0
+    out = t.output()
+    assert "partition 3: 2 rows,    20.00" in out and "total 205.00" in out and "skipped" not in out, out
