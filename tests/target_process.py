@@ -9,13 +9,14 @@ test can read and wait on.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
 
 from bridge import keys
 
@@ -150,6 +151,29 @@ class Target:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 pass
+
+
+@contextlib.contextmanager
+def environment(**values: str) -> Iterator[None]:
+    """Set environment variables for what starts inside the block (a cluster's worker
+    processes inherit them), then put every one back as it was."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def cluster_worker_env(dirs: Path) -> Dict[str, str]:
+    """What a cluster's worker processes (Dask, Ray) must inherit: the worktree's code and
+    tests/targets (their task functions) on the path, and private bridge dirs under ``dirs``."""
+    return {"PYTHONPATH": os.pathsep.join([SRC, str(TARGETS_DIR), os.environ.get("PYTHONPATH", "")]),
+            "BRIDGE_CONFIG_DIR": str(dirs / "config"), "BRIDGE_RUNTIME_DIR": str(dirs / "runtime")}
 
 
 class Launcher:

@@ -7,23 +7,20 @@ import the task functions from tests/targets/cluster_tasks.py.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
-from pathlib import Path
 from typing import Any, Iterator, Tuple
 
 import pytest
 
 distributed = pytest.importorskip("distributed", reason="distributed (the `cluster` extra) is not installed")
 
-from target_process import SRC  # noqa: E402
+from target_process import TARGETS_DIR, cluster_worker_env, environment  # noqa: E402
 from waiting import wait_for  # noqa: E402
 
 from client import attach_dask  # noqa: E402
 
-TARGETS = str(Path(__file__).resolve().parent / "targets")
-sys.path.insert(0, TARGETS)
+sys.path.insert(0, str(TARGETS_DIR))
 import cluster_tasks  # noqa: E402
 
 #: The scheduler's worker-ttl here: a pause longer than this would get a stalled worker restarted.
@@ -35,22 +32,12 @@ def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tuple[Any
     import dask
 
     dirs = tmp_path_factory.mktemp("dask-bridge")
-    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "BRIDGE_CONFIG_DIR", "BRIDGE_RUNTIME_DIR")}
     # What the worker processes inherit: the worktree's code, the task module, private dirs.
-    os.environ["PYTHONPATH"] = os.pathsep.join([SRC, TARGETS, saved["PYTHONPATH"] or ""])
-    os.environ["BRIDGE_CONFIG_DIR"] = str(dirs / "config")
-    os.environ["BRIDGE_RUNTIME_DIR"] = str(dirs / "runtime")
-    try:
+    with environment(**cluster_worker_env(dirs)):
         with dask.config.set({"distributed.scheduler.worker-ttl": WORKER_TTL}):
             cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=2, processes=True,
                                                dashboard_address=None, silence_logs=40)
         dask_client = distributed.Client(cluster)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     try:
         yield cluster, dask_client
     finally:

@@ -6,23 +6,20 @@ Workers import the task functions from tests/targets/cluster_tasks.py.
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 import tempfile
-from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
 ray = pytest.importorskip("ray", reason="ray (the `cluster` extra) is not installed for this Python")
 
-from target_process import SRC  # noqa: E402
+from target_process import TARGETS_DIR, cluster_worker_env, environment  # noqa: E402
 
 from client import attach_ray  # noqa: E402
 
-TARGETS = str(Path(__file__).resolve().parent / "targets")
-sys.path.insert(0, TARGETS)
+sys.path.insert(0, str(TARGETS_DIR))
 import cluster_tasks  # noqa: E402
 
 
@@ -30,20 +27,10 @@ import cluster_tasks  # noqa: E402
 def ray_group(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     dirs = tmp_path_factory.mktemp("ray-bridge")
     ray_dir = tempfile.mkdtemp(prefix="fbray-")
-    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "BRIDGE_CONFIG_DIR", "BRIDGE_RUNTIME_DIR")}
     # What Ray's worker processes inherit: the worktree's code, the task module, private dirs.
-    os.environ["PYTHONPATH"] = os.pathsep.join([SRC, TARGETS, saved["PYTHONPATH"] or ""])
-    os.environ["BRIDGE_CONFIG_DIR"] = str(dirs / "config")
-    os.environ["BRIDGE_RUNTIME_DIR"] = str(dirs / "runtime")
-    try:
+    with environment(**cluster_worker_env(dirs)):
         # A short temp dir: Ray's unix sockets live under it (108 bytes at most).
         group = attach_ray(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=ray_dir)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     try:
         yield group
     finally:

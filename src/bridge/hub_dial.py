@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence
@@ -278,6 +279,94 @@ class HubDial:
             print(line, file=sys.__stderr__ or sys.stderr, flush=True)
         except Exception:  # a closed stderr must not break the job
             pass
+
+
+class HubSlot:
+    """The server's hub connection, as the server uses it: dialed from any thread (at
+    start, at each pause, at ``listen()``), polled by the server thread, replaced when the
+    environment names another hub (a Dask worker plugin sets it in a running process).
+
+    :meth:`dial` may run on any thread; everything else runs on the server thread, which
+    owns the sockets: it starts polling a new connection, and closes the one it replaced,
+    at its next turn (:meth:`sync`).
+    """
+
+    def __init__(self) -> None:
+        #: The connection the server sends to (None: no hub).
+        self.current: Optional[HubDial] = None
+        self._polled: Optional[HubDial] = None
+        self._items: Sequence[Any] = ()
+        self._tried = ""
+        self._lock = threading.Lock()
+
+    def dial(self, context: zmq.Context, announce: Callable[[], Dict[str, Any]]) -> bool:
+        """Dial the hub the environment names, unless it was tried already; whether a new
+        connection waits for the server thread."""
+        wanted = env_stamp()
+        if wanted == self._tried:
+            return False
+        with self._lock:
+            if wanted == self._tried:
+                return False
+            self._tried = wanted
+            dialed = open_from_env(context, announce) if wanted else None
+            if dialed is not None:
+                self.current = dialed
+            return dialed is not None
+
+    # --- the server thread ----------------------------------------------------------------
+
+    def owns(self, identity: bytes) -> bool:
+        """Whether ``identity`` is the hub's (replies and events for it leave by the hub)."""
+        hub = self.current
+        return hub is not None and identity == hub.identity
+
+    def send(self, frames: Sequence[Any]) -> None:
+        hub = self.current
+        if hub is not None:
+            hub.send(frames)
+
+    def attached(self, subscribers: Dict[bytes, Any]) -> bool:
+        """Whether the hub is connected and subscribed (a client attached, for wait timeouts)."""
+        hub = self.current
+        return hub is not None and hub.connected and hub.identity in subscribers
+
+    def sync(self, poller: zmq.Poller) -> None:
+        """Poll the connection dialed since the last turn; close the one it replaced."""
+        hub = self.current
+        if hub is self._polled:
+            return
+        for item in self._items:
+            poller.unregister(item)
+        if self._polled is not None:
+            self._polled.close()
+        self._polled, self._items = hub, (hub.poll_items() if hub is not None else ())
+        for item in self._items:
+            poller.register(item, zmq.POLLIN)
+
+    def due(self, other: Optional[float]) -> Optional[float]:
+        """The earlier of ``other`` and the connection's timer (monotonic), or None."""
+        mine = self._polled.timer_due() if self._polled is not None else None
+        if mine is None:
+            return other
+        return mine if other is None else min(other, mine)
+
+    def serve(self, ready: Dict[Any, int], handle: Callable[[bytes, List[Any]], None]) -> None:
+        """Take what the polled connection has (``ready``: the poll's result) and run its timer."""
+        hub = self._polled
+        if hub is None:
+            return
+        for item in self._items:
+            if item in ready:
+                hub.on_readable(item, handle)
+        due = hub.timer_due()
+        if due is not None and time.monotonic() >= due:
+            hub.on_timer(time.monotonic())
+
+    def close(self) -> None:
+        if self._polled is not None:
+            self._polled.close()
+        self._polled, self._items = None, ()
 
 
 def open_from_env(context: zmq.Context, announce: Callable[[], Dict[str, Any]]) -> Optional[HubDial]:

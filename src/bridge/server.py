@@ -125,9 +125,7 @@ class Server:
         self.pause_counter = 0
         self.started = time.time()
         #: The connection out to a notebook's hub, when BRIDGE_HUB names one (hub_dial.py).
-        self.hub: Optional[hub_dial.HubDial] = None
-        self._hub_tried = ""
-        self._hub_lock = threading.Lock()
+        self.hub = hub_dial.HubSlot()
         self.thread = threading.Thread(target=self._run, name="bridge-server", daemon=True)
         self._stopped = threading.Event()
         self.connection_file = None
@@ -220,17 +218,7 @@ class Server:
         a Dask worker plugin sets the variables in a process whose server runs already,
         and a new hub replaces an old one). A hub that cannot be used is said in one line,
         once (hub_dial.py)."""
-        wanted = hub_dial.env_stamp()
-        if wanted == self._hub_tried:
-            return
-        with self._hub_lock:
-            if wanted == self._hub_tried:
-                return
-            self._hub_tried = wanted
-            if wanted:
-                # The old connection, if any, is closed by the server thread, which owns it.
-                self.hub = hub_dial.open_from_env(self.context, self._announcement) or self.hub
-        if self.thread.is_alive():
+        if self.hub.dial(self.context, self._announcement) and self.thread.is_alive():
             self.post(TAG_WAKE, [b""])  # the server thread polls the new socket from its next turn
 
     def clients_attached(self) -> bool:
@@ -241,10 +229,7 @@ class Server:
         up (protocol.HEARTBEAT_TIMEOUT_MS). An unauthorized peer can open a connection but
         never subscribe. (docs/security.md: a wait timeout counts time with no client attached.)
         """
-        hub = self.hub
-        if hub is not None and hub.connected and hub.identity in self.subscribers:
-            return True
-        return bool(self._connections) and bool(self.subscribers)
+        return self.hub.attached(self.subscribers) or (bool(self._connections) and bool(self.subscribers))
 
     def paused_threads(self) -> List[Any]:
         """Snapshot of the current pauses."""
@@ -342,22 +327,9 @@ class Server:
         poller.register(self.router, zmq.POLLIN)
         poller.register(self.internal, zmq.POLLIN)
         poller.register(self.monitor, zmq.POLLIN)
-        hub: Optional[hub_dial.HubDial] = None
-        hub_items: Sequence[Any] = ()
         while True:
-            if self.hub is not hub:  # dialed since the last turn (dial_hub)
-                for item in hub_items:
-                    poller.unregister(item)
-                if hub is not None:
-                    hub.close()
-                hub = self.hub
-                hub_items = hub.poll_items()  # type: ignore[union-attr]
-                for item in hub_items:
-                    poller.register(item, zmq.POLLIN)
-            due = self._file_due
-            hub_due = hub.timer_due() if hub is not None else None
-            if hub_due is not None:
-                due = hub_due if due is None else min(due, hub_due)
+            self.hub.sync(poller)  # a hub dialed since the last turn (dial_hub)
+            due = self.hub.due(self._file_due)
             try:
                 ready = dict(poller.poll(None if due is None else max(0, (due - time.monotonic()) * 1000)))
             except zmq.ZMQError as exc:
@@ -371,19 +343,13 @@ class Server:
                 self._drain_router()
             if self.monitor in ready:
                 self._drain_monitor()
-            if hub is not None:
-                for item in hub_items:
-                    if item in ready:
-                        hub.on_readable(item, self._handle)  # the hub proved its key: no client key to check
-                if hub_due is not None and time.monotonic() >= hub_due:
-                    hub.on_timer(time.monotonic())
+            self.hub.serve(ready, self._handle)  # the hub proved its key: no client key to check
             self._rewrite_if_due()
         try:
             self.router.disable_monitor()
         except zmq.ZMQError:
             pass
-        if hub is not None:
-            hub.close()
+        self.hub.close()
         for sock in (self.monitor, self.router, self.internal, self._push):
             sock.close(linger=0)
 
@@ -431,10 +397,9 @@ class Server:
     def _publish(self, frames: Sequence[Any]) -> None:
         """Send an event to every subscriber whose key is still authorized (a revoked one is dropped)."""
         admits = self.policy.admits
-        hub = self.hub
         for identity in list(self.subscribers):
             key = self.subscriber_keys.get(identity)
-            if admits(key) or (hub is not None and identity == hub.identity):
+            if admits(key) or self.hub.owns(identity):
                 self._send(identity, frames)
             else:  # told once, so that its session fails now instead of waiting for events
                 self.subscribers.pop(identity, None)
@@ -463,9 +428,8 @@ class Server:
             self.subscriber_keys = {i: k for i, k in self.subscriber_keys.items() if i in self.subscribers}
 
     def _send(self, identity: bytes, frames: Sequence[Any]) -> None:
-        hub = self.hub
-        if hub is not None and identity == hub.identity:
-            hub.send(frames)
+        if self.hub.owns(identity):
+            self.hub.send(frames)
             return
         try:
             # copy=True copies only the small bytes parts; zmq.Frame parts (big values,

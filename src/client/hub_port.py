@@ -11,19 +11,32 @@ Everything here runs on the I/O loop thread, as every Port does.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, List, Optional
+from typing import Any, List, Optional, Protocol
 
 from .io_loop import IOLoop
 from .ports import PortSink
 
-if TYPE_CHECKING:
-    from .hub import Hub
+
+class HubSocket(Protocol):
+    """What a HubPort asks of its hub (client/hub.py's Hub): the loop thread only."""
+
+    def attach_port(self, port: "HubPort") -> bool:
+        """Route the target's messages to ``port``; whether the target is connected."""
+
+    def detach_port(self, port: "HubPort") -> None:
+        """Route them nowhere any more."""
+
+    def send_to(self, identity: bytes, frames: List[Any]) -> None:
+        """Send a message to the target (zmq.ZMQError when it cannot be queued)."""
+
+    def gone_error(self, identity: bytes) -> BaseException:
+        """The error that says the target left."""
 
 
 class HubPort:
     """One target's way through the hub's ROUTER (identity ``routing_id``)."""
 
-    def __init__(self, hub: "Hub", identity: bytes, where: str) -> None:
+    def __init__(self, hub: HubSocket, identity: bytes, where: str) -> None:
         #: Where the target is, for messages: its address as the hub saw it, and its pid.
         self.where = where
         #: Never checked by pid: a target behind a hub may be in another host's (or
