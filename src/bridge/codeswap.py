@@ -232,7 +232,10 @@ class CodeJournal:
     ``swap`` may be called again for the same function (a second breakpoint in it):
     the journal keeps the code from before the *first* swap, and ``restore`` puts that
     back, unless someone else swapped the function since (it then leaves it alone and
-    says so). Another tool's instrumentation on top of what this journal installed
+    says so). What it keeps is the program's code (:func:`base_code`): a function that
+    ran another tool's instrumented copy (breakpoint probes) gets the program's code
+    back, and that tool's swap listener instruments it again if it still wants to;
+    keeping the copy would hand it instrumentation twice. Another tool's instrumentation on top of what this journal installed
     (:func:`mark_derived`) does not count as such a swap. Thread-safe. Function objects are held weakly: a function that dies
     leaves the journal.
     """
@@ -274,7 +277,7 @@ class CodeJournal:
                 )
             function.__code__ = code
             if function not in self._original:
-                self._original[function] = old
+                self._original[function] = base_code(old)
             self._installed[function] = code
         _notify(self, function, old, code)
 

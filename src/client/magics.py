@@ -1,10 +1,11 @@
-"""IPython magics: ``%load_ext client`` gives %attach, %where, %%remote, %%jump, %%playground.
+"""IPython magics: ``%load_ext client`` gives %attach, %where, %%remote, %%jump, %%playground, %%patch.
 
     %attach 4242            # or %attach: the one paused process; becomes the current session
     %where                  # the paused stack (selected frame marked)
     %%remote                # the cell runs inside the paused frame; its last expression is shown
     %%jump [--discard]      # the cell runs with the frame mounted; written back unless --discard
     %%playground [--timeout 30]   # the cell runs in a fork() of the target; nothing survives
+    %%patch [--try CALL]    # the cell's def/class statements patch the target (client/patch_magic.py)
     %detach                 # close the current session (the target stays as it is)
 """
 
@@ -115,6 +116,17 @@ class BridgeMagics(Magics):
             print(f"({result.note})", file=sys.stderr)
         result.check()
         return result.value if result.has_value else None
+
+    @cell_magic
+    def patch(self, line: str, cell: str) -> Any:
+        """%%patch [--module M] [--try CALL] [--dry-run]: the cell's def and class statements
+        replace the target's functions (client/patch_magic.py)."""
+        from .patch_magic import PatchUsageError, run_patch_cell
+
+        try:
+            return run_patch_cell(current_session(), line, cell)
+        except PatchUsageError as exc:
+            raise UsageError(str(exc)) from None
 
 
 def _attach_waiting(attach: Any, target: Any, wait: Optional[float]) -> Any:

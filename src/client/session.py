@@ -28,6 +28,7 @@ import zmq
 from bridge import bulk, keys, wire
 
 from . import proxy
+from .code_methods import CodeEditing
 from .control import DebugControl
 from .errors import (
     AuthenticationError,
@@ -58,7 +59,7 @@ DEFAULT_WAIT_TIMEOUT = 300.0
 Reply = Tuple[Any, List[Any]]
 
 
-class Session(DebugControl):
+class Session(DebugControl, CodeEditing):
     """An attached target process. Create with :func:`client.attach`."""
 
     def __init__(self, info: Dict[str, Any], *, timeout: float = DEFAULT_TIMEOUT,
