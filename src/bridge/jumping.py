@@ -8,8 +8,8 @@ on. How a pause gets there depends on how it started (docs/stepping.md, "jump"):
 
 * **now**: a stop at a breakpoint or a step that the engine made in its line
   callback (``sys.monitoring`` LINE/JUMP from 3.12; the ``sys.settrace`` line event a
-  step stops at before 3.12), or a pause that follows a jump made at the next line. The setter runs at once, in the pause, and the pause goes
-  on at the new line.
+  step stops at before 3.12), or a pause that follows a jump made at the next line.
+  The setter runs at once, in the pause, and the pause goes on at the new line.
 * **at the next line**: a pause inside a call that the line makes (``bridge.set_trace()``,
   a breakpoint compiled into the code before 3.12, a pause by signal). The pause ends,
   a one-shot callback of our own catches the frame's next line event, jumps there and

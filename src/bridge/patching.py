@@ -156,6 +156,7 @@ def patch(namespace: Dict[str, Any], source: str, name: Optional[str] = None, *,
     process, the playground). Raises PatchRefused, having changed nothing.
     """
     module_name, name = _split_name(name)
+    name = name or None  # "module:" names a module, not a function: each def by its own name
     if module_name:
         namespace = module_namespace(module_name)
     module = str(namespace.get("__name__", "?"))
@@ -339,7 +340,12 @@ def _matches(record: _Record, name: str) -> bool:
     module, qualname = _split_name(name)
     if module and module != record.module:
         return False
-    return record.name == qualname or record.name.startswith(qualname + ".") or str(record.number) == qualname
+    if not qualname:
+        return True
+    if str(record.number) == qualname:
+        return True
+    short, wanted = record.name.replace("<locals>.", ""), qualname.replace("<locals>.", "")  # "outer.inner"
+    return short == wanted or short.startswith(wanted + ".")
 
 
 def unpatch(name: Optional[str] = None) -> Dict[str, Any]:

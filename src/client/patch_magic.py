@@ -64,7 +64,8 @@ def parse_options(line: str) -> PatchOptions:
                 except ValueError:
                     raise PatchUsageError(f"--timeout takes seconds, not {value!r}") from None
         else:
-            raise PatchUsageError(f"unknown %%patch option {word!r} (use --module M, --try CALL, --dry-run, --timeout S)")
+            raise PatchUsageError(f"unknown %%patch option {word!r} "
+                                  "(use --module M, --try CALL, --dry-run, --timeout S)")
     if options.dry_run and not options.call:
         raise PatchUsageError("--dry-run only makes sense with --try CALL")
     return options

@@ -34,6 +34,7 @@ class PatchView(PanelView):
         self._applied: Dict[str, str] = {}  # qualname -> the source last applied from here
         self._texts: Dict[str, Tuple[str, int, str]] = {}  # file -> (version, first line, text)
         self.heading = widgets.HTML("<i>pause to edit the selected frame's function</i>")
+        self.heading.add_class("fb-patch-heading")
         self.editor = widgets.Textarea(layout=widgets.Layout(width="auto", height="180px"))
         self.editor.add_class("fb-patch-editor")
         self.editor.observe(self._typed, names="value")
