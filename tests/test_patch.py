@@ -273,3 +273,38 @@ def test_patch_a_function_that_holds_a_breakpoint(target: Any, attach_to: Any, p
     _next_pause(s)  # round 3's set_trace()
     s.cont()
     t.wait_output("done")
+
+
+# ------------------------------------------------------------------ the notebook side alone
+
+
+def test_what_the_notebook_sends_for_a_function() -> None:
+    from client.patching import function_at, source_for
+
+    class Model:
+        @staticmethod
+        def unit():
+            return 2
+
+    def helper(x):
+        return x + 1
+
+    assert source_for(helper) == ("def helper(x):\n    return x + 1\n", "helper")
+    assert source_for(Model.unit)[0].startswith("@staticmethod\ndef unit():")  # dedented, decorators kept
+    assert source_for("def f(): pass") == ("def f(): pass", None)
+    with pytest.raises(PatchError, match="lambda"):
+        source_for(lambda x: x)
+    made = {}
+    exec("def made_by_exec():\n    return 1\n", made)
+    with pytest.raises(PatchError, match="source of made_by_exec is not available"):
+        source_for(made["made_by_exec"])
+    with pytest.raises(TypeError):
+        source_for(42)
+
+    text = "import x\n\nclass A:\n    def m(self):\n        def inner():\n            return 1\n        return inner\n"
+    found = function_at(text, 6, "A.m.<locals>.inner")
+    assert (found.qualname, found.line, found.source) == ("A.m.<locals>.inner", 5, "def inner():\n    return 1\n")
+    assert function_at(text, 4, "m").qualname == "A.m"
+    assert function_at(text, 1, "<module>") is None
+    windowed = function_at("def m():\n    return 1\n", 11, "m", first=10)  # a window of a big file
+    assert (windowed.qualname, windowed.line) == ("m", 10)
