@@ -127,8 +127,9 @@ def _check(frame: FrameType, index: int, line: int) -> FrameType:
         raise JumpRefused(f"{name} is not running (a post-mortem frame, or a suspended generator): there is no "
                           "next line for it to run")
     lines = _function_lines(frame.f_code)
-    if lines and not lines[0] - 1 <= line <= lines[-1]:
-        raise JumpRefused(f"line {line} is not in {name} (lines {frame.f_code.co_firstlineno}-{lines[-1]})")
+    first = min(lines[:1] + [frame.f_code.co_firstlineno])
+    if lines and not first <= line <= lines[-1]:
+        raise JumpRefused(f"line {line} is not in {name} (lines {first}-{lines[-1]})")
     return frame
 
 
