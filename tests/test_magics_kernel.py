@@ -208,3 +208,61 @@ def test_attach_all_and_remote_all(k: Kernel, target: Any) -> None:
         assert "n 100" in first.wait_output("n ") and "n 101" in second.wait_output("n ")
     finally:
         k.run("%detach --all")
+# --- %%patch (client/patch_magic.py), against tests/targets/patchable.py
+
+PATCH_CONT = "import client; client.current_session().cont(); client.current_session().wait(20)"
+
+
+def _attached_to_patchable(k: Kernel, target: Any) -> Any:
+    t = target.script("patchable", "3")
+    t.wait_attachable()
+    k.ok(f"%attach {t.pid} --wait 20")
+    return t
+
+
+def test_patch_cell_replaces_functions_and_methods(k: Kernel, target: Any) -> None:
+    t = _attached_to_patchable(k, target)
+    out = k.ok("%%patch\n"
+               "def scale(x):\n"
+               "    return x * 100\n"
+               "\n"
+               "class Model:\n"
+               "    def step(self, x):\n"
+               "        return -x\n")
+    text = result(out)
+    assert "patched function __main__.scale" in text and "patched method __main__.Model.step" in text
+    assert "<table" in result(out, "text/html") and "Model.step" in result(out, "text/html")
+    k.ok(PATCH_CONT)
+    assert result(k.ok("%%remote\nout[:2]")) == "(100, -1)"  # round 1, through the old references
+    reply, out = k.run("%%patch\nimport os\n")
+    assert reply["status"] == "error" and reply["ename"] == "PatchError" and "not a def" in reply["evalue"]
+    reply, out = k.run("%%patch --frobnicate\ndef scale(x):\n    return x\n")
+    assert reply["status"] == "error" and reply["ename"] == "UsageError" and "--frobnicate" in reply["evalue"]
+    k.ok(PATCH_CONT)
+    k.ok("import client; client.current_session().cont()")
+    assert "round 1 (100, -1," in t.wait_output("done")
+
+
+def test_patch_try_runs_the_call_in_a_copy_first(k: Kernel, target: Any) -> None:
+    t = _attached_to_patchable(k, target)
+    # the trial raises: nothing changes in the live process
+    reply, out = k.run("%%patch --try scale(3)\ndef scale(x):\n    return x / 0\n")
+    assert reply["status"] == "error" and "ZeroDivisionError" in reply["evalue"]
+    assert "raised in the trial copy" in stream(out, "stderr")
+    assert result(k.ok("%%remote\nscale(3), len(__import__('bridge.patching').patching.patches())")) == "(6, 0)"
+    # a patch the copy refuses is refused before the live process is asked
+    reply, out = k.run("%%patch --try scale(3)\ndef scale(x):\n    yield x\n")
+    assert reply["status"] == "error" and reply["ename"] == "PatchError" and "trial copy" in reply["evalue"]
+    # --dry-run: only the trial
+    out = k.ok("%%patch --dry-run --try scale(3) + 1\ndef scale(x):\n    return x * 100\n")
+    assert "scale(3) + 1 -> 301" in stream(out) and result(out) == "301"
+    assert result(k.ok("%%remote\nscale(3)")) == "6"
+    # the trial works: its value is shown, then the live process is patched
+    out = k.ok("%%patch --try scale(3)\ndef scale(x):\n    print('new scale', x)\n    return x * 100\n")
+    assert "new scale 3\n" in stream(out) and "trial in a copy of the process" in stream(out)
+    assert "scale(3) -> 300" in stream(out) and "patched function __main__.scale" in result(out)
+    assert result(k.ok("%%remote\nscale.__code__.co_filename.endswith('-scale.py')")) == "True"
+    k.ok(PATCH_CONT)
+    k.ok(PATCH_CONT)
+    k.ok("import client; client.current_session().cont()")
+    assert "round 1 (100," in t.wait_output("done")

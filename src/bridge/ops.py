@@ -34,7 +34,7 @@ class OpError(Exception):
     """An error a handler raises on purpose; ``kind`` becomes the reply's error type.
 
     Kinds the client maps to its own exceptions: ``NotPaused``, ``BadRequest``,
-    ``WriteBackConflict``, ``FrameWriteError``, ``Unsupported``.
+    ``WriteBackConflict``, ``FrameWriteError``, ``Unsupported``, ``PatchError``, ``JumpError``.
     """
 
     def __init__(self, kind: str, message: str, data: Optional[Dict[str, Any]] = None) -> None:
@@ -116,6 +116,7 @@ OP_MODULES = (
     "bridge.inspect_ops",  # the DebugPanel's inspector: bounded previews of values
     "bridge.output_ops",  # the DebugPanel's job output view: the tail of what the job printed
     "bridge.outcomes",    # outcome: what became of a request whose reply was lost
+    "bridge.patch_ops",  # editing running code: patch, unpatch, patches, jump
 )
 
 

@@ -150,6 +150,9 @@ class Pause:
         self.reason = reason
         self.info = dict(info or {})
         self.pause_id = 0  # set by the server on registration
+        #: Set by a frame op that ends the pause itself (a jump that takes the frame's next
+        #: event, jumping.py): the action to resume with once its reply is sent.
+        self.resume_after: Optional[str] = None
         self.inbox = Inbox()
         self.last_activity = time.monotonic()
 
@@ -289,7 +292,8 @@ def _serve_requests(pause: Pause, sources: List[RequestSource], timeout: Optiona
             continue  # a refused request (answered), or a stale wake-up (drained)
         pause.last_activity = time.monotonic()
         frames_out = dispatch.run_frame_op(pause, request)
-        resume = RESUME_OPS.get(request.op)  # decided before the send: after it, this thread should only wait
+        # decided before the send: after it, this thread should only wait
+        resume = RESUME_OPS.get(request.op) or pause.resume_after
         request.reply.send(request.identity, frames_out)  # type: ignore[union-attr]
         if resume is not None:
             return resume

@@ -11,6 +11,7 @@ keeps working. docs/errors.md lists which error kind of the target becomes which
 * The target answered with an error: :class:`RemoteError` (code run there raised; its
   type, message and traceback travel along) and one subclass per refusal kind.
 * Values that cannot travel: :class:`ValueLoadError`, :class:`ValueDumpError`.
+* Editing running code: :class:`PatchError`, :class:`JumpError`.
 * Mounts: :class:`MountError` and its subclasses.
 """
 
@@ -165,6 +166,19 @@ class BreakpointError(RemoteError, ValueError):
     """
 
 
+class PatchError(RemoteError, ValueError):
+    """A patch or unpatch was refused (a syntax error, a name the module does not have,
+    a generator replaced by a plain function, closure variables that cannot be given):
+    nothing was changed in the target. Also raised before anything is sent, for a
+    notebook function whose source cannot be had (a lambda, a function made by exec)."""
+
+
+class JumpError(RemoteError, ValueError):
+    """``jump(line)`` was refused (pdb's rules, a line outside the function, a pause
+    that cannot move its frame): the frame is where it was. When the target refused at
+    the frame's next event, the frame is paused there (the message says where)."""
+
+
 class PlaygroundError(RemoteError):
     """The playground's copy of the process could not be made or died before it answered."""
 
@@ -243,6 +257,8 @@ REFUSALS: Dict[str, Type[RemoteError]] = {
     "BulkError": TransferError,
     "PlaygroundError": PlaygroundError,
     "PlaygroundTimeout": PlaygroundTimeout,
+    "PatchError": PatchError,
+    "JumpError": JumpError,
 }
 
 

@@ -1,4 +1,4 @@
-"""IPython magics: ``%load_ext client`` gives %attach, %where, %%remote, %%jump, %%playground.
+"""IPython magics: ``%load_ext client`` gives %attach, %where, %%remote, %%jump, %%playground, %%patch.
 
     %attach 4242            # or %attach: the one paused process; becomes the current session
     %attach --all [--tree PID] [--wait SECONDS [-n N]]   # a group (client.attach_all): the current group
@@ -8,6 +8,7 @@
     %%jump [--discard]      # the cell runs with the frame mounted; written back unless --discard
     %%playground [--timeout 30]   # the cell runs in a fork() of the target; nothing survives
     %detach [--all]         # close the current session (or group); the targets stay as they are
+    %%patch [--try CALL]    # the cell's def/class statements patch the target (client/patch_magic.py)
 """
 
 from __future__ import annotations
@@ -143,6 +144,17 @@ class BridgeMagics(Magics):
             print(f"({result.note})", file=sys.stderr)
         result.check()
         return result.value if result.has_value else None
+
+    @cell_magic
+    def patch(self, line: str, cell: str) -> Any:
+        """%%patch [--module M] [--try CALL] [--dry-run]: the cell's def and class statements
+        replace the target's functions (client/patch_magic.py)."""
+        from .patch_magic import PatchUsageError, run_patch_cell
+
+        try:
+            return run_patch_cell(current_session(), line, cell)
+        except PatchUsageError as exc:
+            raise UsageError(str(exc)) from None
 
 
 def _attach_waiting(attach: Any, target: Any, wait: Optional[float]) -> Any:

@@ -40,6 +40,7 @@ from bridge import bulk, keys, protocol, wire
 
 from . import proxy
 from .bulk_path import Outgoing, choose_bulk, finish_reply
+from .code_methods import CodeEditing
 from .control import DebugControl
 from .errors import (
     AuthenticationError,
@@ -101,7 +102,7 @@ def _release(link: Link, sockets: _Sockets) -> None:
         link.close()
 
 
-class Session(FrameMethods, DebugControl):
+class Session(FrameMethods, DebugControl, CodeEditing):
     """An attached target process. Create with :func:`client.attach` (or a group's members)."""
 
     def __init__(self, info: Dict[str, Any], *, timeout: float = DEFAULT_TIMEOUT,

@@ -68,7 +68,10 @@ class FrameTracer:
                     dispatch_leave(frame)
             if watcher is not None and (event != "line" or tracer.watch_lines) and frame.f_code in tracer.watched:
                 watcher(frame, event)
-            return trace_frame
+            # What a local trace function returns becomes the frame's f_trace again: a
+            # stop that ended this frame's tracing (uninstall_here) must not be undone, or
+            # 3.9/3.10 report the last traced line as f_lineno from then on.
+            return trace_frame if frame.f_trace is trace_frame else None
 
         def trace_calls(frame: FrameType, event: str, arg: Any) -> Any:
             # Runs on every Python call of a traced thread: keep it tiny.

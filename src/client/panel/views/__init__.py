@@ -16,6 +16,7 @@ from .breakpoints import BreakpointsView
 from .console import ConsoleView
 from .inspector import InspectorView
 from .output import OutputView
+from .patch import PatchView
 from .source import SourceView
 from .stack import StackView
 from .variables import VariablesView
@@ -28,7 +29,8 @@ DEFAULT_VIEWS: List[ViewFactory] = [
     BreakpointsView,
     ConsoleView,
     OutputView,
+    PatchView,
 ]
 
-__all__ = ["DEFAULT_VIEWS", "BreakpointsView", "ConsoleView", "InspectorView", "OutputView", "SourceView",
+__all__ = ["DEFAULT_VIEWS", "BreakpointsView", "ConsoleView", "InspectorView", "OutputView", "PatchView", "SourceView",
            "StackView", "VariablesView"]
