@@ -337,9 +337,29 @@ def encode_error(request_id: Any, kind: str, message: str, tb: str = "",
     return _message({"id": request_id, "ok": False, "error": error}, None)
 
 
+def event_header(event: str, body: Dict[str, Any]) -> Dict[str, Any]:
+    """The header of an event pushed to subscribed clients (``paused``, ``lane``, ``resumed``)."""
+    return dict(body, event=event, time=time.time())
+
+
 def event_message(event: str, body: Dict[str, Any]) -> Frames:
     """The frames of an event pushed to subscribed clients (``paused``, ``lane``, ``resumed``)."""
-    return _message(dict(body, event=event, time=time.time()), None)
+    return _message(event_header(event, body), None)
+
+
+def event_message_of(header: Dict[str, Any]) -> Frames:
+    """The frames of an event whose header :func:`event_header` made (left as it was)."""
+    return _message(dict(header), None)
+
+
+#: The event that carries several events in one message, in order (docs/protocol.md).
+EVENTS_BATCH = "events"
+
+
+def events_message(headers: List[Dict[str, Any]]) -> Frames:
+    """One message carrying several events' headers, in order (``events``: what a
+    stepping thread's events become when the server thread publishes them together)."""
+    return _message({"event": EVENTS_BATCH, "time": time.time(), "events": headers}, None)
 
 
 class ReplySink(Protocol):

@@ -232,17 +232,22 @@ class Link:
 
     # PortSink
 
-    def on_message(self, frames: List[Any]) -> None:
+    def on_message(self, frames: List[Any], *, from_lane: bool = False) -> None:
         try:
             header, values = protocol.split_message(frames)
         except protocol.ProtocolError:
             return  # not for anyone: a request that waits for it times out and says so
         event = header.get("event")
         if event is not None and "id" not in header:
-            if isinstance(event, str):
-                self.feed.deliver(event, header)
-                if event == "resumed" and type(header.get("pause_id")) is int:
-                    self.lanes.retire(header["pause_id"], header.get("thread"), header.get("action"))
+            if from_lane:  # a stepping thread's next stop, ahead of the server socket's events,
+                if isinstance(event, str):  # which the subscribers hear (docs/protocol.md)
+                    self.feed.state.apply(event, header)
+            elif event == protocol.EVENTS_BATCH:  # several, in order
+                for each in header.get("events") or ():
+                    if isinstance(each, dict):
+                        self._event(each.get("event"), each)
+            else:
+                self._event(event, header)
             return
         pending = self._pending.pop(header.get("id"), None)  # type: ignore[arg-type]
         error = header.get("error")
@@ -259,6 +264,12 @@ class Link:
             return
         if pending.via is not self.port:
             self.lanes.sweep()  # the last answer an ended pause's lane owed
+
+    def _event(self, event: Any, header: Dict[str, Any]) -> None:
+        if isinstance(event, str):
+            self.feed.deliver(event, header)
+            if event == "resumed" and type(header.get("pause_id")) is int:
+                self.lanes.retire(header["pause_id"], header.get("thread"), header.get("action"))
 
     def on_connected(self) -> None:
         self.handshakes += 1
