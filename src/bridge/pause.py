@@ -188,6 +188,9 @@ class Pause:
         self.inbox = inbox or Inbox()  # a stepping thread's is kept from its last stop
         self.inbox.serve(self)
         self.last_activity = time.monotonic()
+        #: Requests served so far (a write-back uses what the request before it prepared,
+        #: mount_state.digests_for_write).
+        self.served = 0
 
     def describe(self) -> Dict[str, Any]:
         """JSON summary used in events, status and the connection file."""
@@ -364,6 +367,7 @@ def _serve_requests(pause: Pause, sources: List[RequestSource], timeout: Optiona
         if request is None:
             continue  # a refused request (answered), or a stale wake-up (drained)
         pause.last_activity = time.monotonic()
+        pause.served += 1
         frames_out = dispatch.run_frame_op(pause, request)
         # decided before the send: after it, this thread should only wait
         resume = RESUME_OPS.get(request.op) or pause.resume_after
