@@ -99,6 +99,17 @@ class Lane:
             if exc.errno != zmq.EHOSTUNREACH:
                 log.warning("bridge: lane send failed: %s", exc)
 
+    def send_event(self, identity: bytes, frames: List[Any]) -> bool:
+        """Send an event to one client of the lane without waiting (a client that went
+        away, or one that reads nothing, does not hold the thread); whether it went."""
+        sock = self.socket
+        try:
+            sock.send(identity, zmq.SNDMORE | zmq.NOBLOCK)
+            sock.send_multipart(frames, zmq.NOBLOCK)  # all parts go once the first did
+            return True
+        except zmq.ZMQError:
+            return False
+
     def close(self) -> None:
         """Close the socket, letting the last replies out (bounded by CLOSE_LINGER_MS)."""
         self.socket.close(linger=CLOSE_LINGER_MS)

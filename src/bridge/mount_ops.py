@@ -129,7 +129,7 @@ def _op_mount_write(pause: Any, args: Dict[str, Any], values: Sequence[Any]) -> 
     deletes = str_list(args, "delete", [])
     mount, binds, syncs = _payload(args, pause, values)
     ns = frame_access.read_locals(frame)
-    digests = mount_state.DigestCache()
+    digests = mount_state.digests_for_write(pause, mount.token if mount is not None else None)
     conflicts = []
     for name, version in base.items():
         if not isinstance(version, str):
@@ -212,6 +212,16 @@ def _apply(frame: Any, ns: Dict[str, Any], binds: Dict[str, Any], deletes: List[
 def _op_mount_end(pause: Any, args: Dict[str, Any], values: Sequence[Any]) -> Dict[str, Any]:
     """Forget mount ``mount``'s objects (the notebook will write nothing more through it)."""
     return {"ended": mount_state.end_mount(pause, arg(args, "mount", int))}
+
+
+@frame_op("mount_check")
+def _op_mount_check(pause: Any, args: Dict[str, Any], values: Sequence[Any]) -> Dict[str, Any]:
+    """Digest the buffers of ``names`` for mount ``mount``'s write-back, if it comes next
+    (mount_state.check_ahead): the notebook sends this before it looks for its changes."""
+    token = arg(args, "mount", int)
+    mount_state.mount_of(pause, token)
+    ns = frame_access.read_locals(pause.frame(args))
+    return {"checked": mount_state.check_ahead(pause, token, [ns[n] for n in str_list(args, "names") if n in ns])}
 
 
 # --- live references ----------------------------------------------------------------------

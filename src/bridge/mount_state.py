@@ -219,6 +219,70 @@ class DigestCache:
             self._digests[key] = blocks.update_digests(self._digests[key], raw, byte_ranges)
 
 
+class _CheckedDigests(DigestCache):
+    """Digests computed by a ``mount_check`` for the write-back that follows it. Each
+    remembers its buffer's exporter by weak reference (a kept digest must not keep a
+    GiB alive), so an id reused by a new object never matches; a buffer whose exporter
+    takes no weak reference is simply hashed again by the write-back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._exporters: Dict[Tuple[int, int], Any] = {}
+
+    def of(self, raw: memoryview) -> bytes:
+        key = (id(raw.obj), raw.nbytes)
+        exporter = self._exporters.pop(key, None)
+        if exporter is not None and exporter() is not raw.obj:
+            del self._digests[key]  # checked then, valid in this request from now on
+        return super().of(raw)
+
+    def checked(self, raws: List[memoryview]) -> None:
+        """Keep the digests of ``raws`` (the buffers just hashed) for a later request."""
+        for raw in raws:
+            key = (id(raw.obj), raw.nbytes)
+            try:
+                self._exporters[key] = weakref.ref(raw.obj)
+            except TypeError:
+                self._digests.pop(key, None)
+        self._digests = {key: d for key, d in self._digests.items() if key in self._exporters}
+
+
+_checked: "weakref.WeakKeyDictionary[Any, Tuple[int, int, DigestCache]]" = weakref.WeakKeyDictionary()
+
+
+def check_ahead(pause: Any, token: int, values: List[Any]) -> int:
+    """Digest the buffers of ``values`` (the frame's values now) for mount ``token``'s next
+    write-back; how many values. Runs while the notebook finds what it changed, so that
+    both reads of a big array happen at once (docs/benchmarks.md, "delta write-back")."""
+    cache = _CheckedDigests()
+    raws: List[memoryview] = []
+    for value in values:
+        try:
+            frames, _ = refs.dump_frames(value)
+        except Exception:
+            continue  # the write-back's check says what it is
+        for raw in frames[1:]:
+            cache.of(raw)
+            raws.append(raw)
+    cache.checked(raws)
+    with _lock:
+        _checked[pause] = (token, getattr(pause, "served", -1), cache)
+    return len(values)
+
+
+def digests_for_write(pause: Any, token: Optional[int]) -> DigestCache:
+    """The digests a ``mount_check`` of mount ``token`` left, if it was the request just
+    before this one on the paused thread (nothing of the frame's thread ran since, so its
+    digests still hold, with the same window for other threads as a check made now);
+    else an empty cache."""
+    with _lock:
+        found = _checked.pop(pause, None)
+    served = getattr(pause, "served", None)
+    if found is None or token is None or found[0] != token or served is None or found[1] != served - 1:
+        return DigestCache()
+    return found[2]
+
+
 def _raw_of(obj: Any) -> Optional[memoryview]:
     try:
         import pickle

@@ -6,7 +6,7 @@ requests for its own frames until a client resumes it. Requests come from the pa
 
 * its :class:`Inbox`: requests the server thread routed here (a queue, plus a wake-up pipe
   the loop polls), whose replies leave through a sink back to the server thread
-  (server.PushSink);
+  (push_sink.PushSink);
 * its lane (lane.py): a socket of the pause's own, which answers on itself.
 
 Every request names the :class:`~bridge.protocol.ReplySink` its reply leaves by, so the
@@ -33,7 +33,7 @@ from . import frames as frame_access
 from .capture import routing
 from .lane import Lane
 from .ops import RESUME_OPS, OpError, arg
-from .protocol import ReplySink, Request, encode_error
+from .protocol import Frames, ReplySink, Request, encode_error
 from .server import Server, get_server
 
 log = logging.getLogger("bridge")
@@ -67,6 +67,10 @@ class Inbox:
     so the pipe stays readable exactly while requests are waiting. Each router has its own
     sink back to it, made on the paused thread (ZeroMQ sockets are not shared between
     threads): the server's at the start of the pause, another one's on its first request.
+
+    A thread that steps keeps its inbox from one stop to the next (:func:`serve`): the
+    pipe and the sinks serve each of its pauses in turn, and each pause takes only the
+    requests routed to it (:meth:`serve`, :meth:`end`).
     """
 
     def __init__(self) -> None:
@@ -76,14 +80,24 @@ class Inbox:
         os.set_blocking(self._wake_w, False)
         self._lock = threading.Lock()
         self._open = True
+        self._closed = False
+        self._owner: Any = None  # the pause it takes requests for
         self._sinks: Dict[Router, ReplySink] = {}
         #: What the pause loop polls for this source.
         self.pollable = self._wake_r
 
-    def submit(self, request: Request, router: Router) -> bool:
-        """Queue a request (on the router's thread); False once the pause has ended."""
+    def serve(self, pause: Any) -> None:
+        """Take requests for ``pause`` from now on (a new inbox, or one kept from the
+        thread's last stop)."""
+        with self._lock:
+            self._owner = pause
+            self._open = True
+
+    def submit(self, request: Request, router: Router, pause: Any = None) -> bool:
+        """Queue a request (on the router's thread); False once the pause has ended
+        (``pause``: the one it was routed to; another pause of a kept inbox refuses it)."""
         with self._lock:  # never write to the pipe after close: its fd number may be reused
-            if not self._open:
+            if not self._open or (pause is not None and pause is not self._owner):
                 return False
             self._queue.put((router, request))
             try:
@@ -94,7 +108,8 @@ class Inbox:
 
     def open_sink(self, router: Router) -> None:
         """Make ``router``'s reply sink now (on the paused thread): a failure shows before the pause is announced."""
-        self._sinks[router] = router.reply_sink()
+        if router not in self._sinks:
+            self._sinks[router] = router.reply_sink()
 
     def receive(self) -> Optional[Request]:
         """The next routed request, or None (paused thread only, after the pipe polled readable)."""
@@ -120,21 +135,35 @@ class Inbox:
         """Whether requests are queued (a wake-up can be lost to a full pipe in a flood)."""
         return not self._queue.empty()
 
-    def close(self, pause_id: int, thread_id: int) -> None:
-        """Refuse further requests, answer those left over ("NotPaused"), close the sinks."""
+    def end(self, pause_id: int, thread_id: int) -> None:
+        """The pause ended: refuse further requests and answer those left over
+        ("NotPaused"); the pipe and the sinks stay for the thread's next pause."""
         with self._lock:
             self._open = False
-            os.close(self._wake_r)
-            os.close(self._wake_w)
+            self._owner = None  # no cycle: a stopped frame goes when its function returns
         message = f"thread {thread_id} resumed since pause {pause_id}"
         while True:
             try:
                 router, request = self._queue.get_nowait()
             except queue.Empty:
                 break
+            try:  # its wake-up byte: the next pause of a kept inbox must not see it
+                os.read(self._wake_r, 1)
+            except BlockingIOError:
+                pass
             sink = self._sinks.get(router)
             if sink is not None:
                 sink.send(request.identity, encode_error(request.id, "NotPaused", message))
+
+    def close(self, pause_id: int, thread_id: int) -> None:
+        """Refuse further requests, answer those left over ("NotPaused"), close the sinks."""
+        self.end(pause_id, thread_id)
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            os.close(self._wake_r)
+            os.close(self._wake_w)
         for sink in self._sinks.values():
             sink.close()
         self._sinks.clear()
@@ -143,7 +172,8 @@ class Inbox:
 class Pause:
     """One paused thread: its frames, and its inbox of requests from the server thread."""
 
-    def __init__(self, frames: List[FrameType], reason: str, info: Optional[Dict[str, Any]] = None) -> None:
+    def __init__(self, frames: List[FrameType], reason: str, info: Optional[Dict[str, Any]] = None,
+                 inbox: Optional[Inbox] = None) -> None:
         self.thread = threading.current_thread()
         self.thread_id = threading.get_ident()
         self.frames = frames  # innermost first
@@ -153,8 +183,14 @@ class Pause:
         #: Set by a frame op that ends the pause itself (a jump that takes the frame's next
         #: event, jumping.py): the action to resume with once its reply is sent.
         self.resume_after: Optional[str] = None
-        self.inbox = Inbox()
+        #: The request that resumed it (set by the pause loop).
+        self.resumed_by: Optional[Request] = None
+        self.inbox = inbox or Inbox()  # a stepping thread's is kept from its last stop
+        self.inbox.serve(self)
         self.last_activity = time.monotonic()
+        #: Requests served so far (a write-back uses what the request before it prepared,
+        #: mount_state.digests_for_write).
+        self.served = 0
 
     def describe(self) -> Dict[str, Any]:
         """JSON summary used in events, status and the connection file."""
@@ -171,7 +207,7 @@ class Pause:
 
     def submit(self, request: Request, router: Router) -> bool:
         """Queue a request routed by ``router`` (the server thread); False once the pause has ended."""
-        return self.inbox.submit(request, router)
+        return self.inbox.submit(request, router, self)
 
     def frame(self, args: Dict[str, Any]) -> FrameType:
         """The frame a request names (``frame`` index, innermost = 0)."""
@@ -192,14 +228,20 @@ def serve(frames: List[FrameType], reason: str, *, timeout: Optional[float] = No
     if not frames:
         raise ValueError("nothing to pause at: no frames")
     server = server or get_server()
-    pause = Pause(frames, reason, info)
-    kept_lane = _take_kept_lane(pause)
+    kept = _take_kept()
+    pause = Pause(frames, reason, info, inbox=kept.inbox if kept is not None else None)
+    kept_lane = kept.lane if kept is not None else None
+    if kept_lane is not None:
+        pause.info = dict(pause.info, lane=kept_lane.port, lane_key=kept_lane.public_key)
     try:
         exprs = watches.watched()
         if exprs:  # evaluated here, on the paused thread, so they arrive with the event
             pause.info["watches"] = watches.evaluate(frames[0], exprs)
         pause.inbox.open_sink(server)
-        server.register_pause(pause)
+        announce = None
+        if kept is not None and kept.stepper is not None and kept_lane is not None:
+            announce = _announcer(kept_lane, kept.stepper, pause)
+        server.register_pause(pause, announce=announce)
     except BaseException:  # not paused after all: leave no pipe or socket behind
         pause.inbox.close(pause.pause_id, pause.thread_id)
         if kept_lane is not None:
@@ -221,41 +263,75 @@ def serve(frames: List[FrameType], reason: str, *, timeout: Optional[float] = No
         action = _serve_requests(pause, sources, timeout, server.clients_attached) or action
     finally:
         output_routing.__exit__(None, None, None)
+        stepping = action in _STEPPING
+        by = pause.resumed_by
+        # A step asked on the lane: the client that asked hears the thread's next stop on
+        # that lane, at once; the server socket's subscribers hear both a little later.
+        stepper = by.identity if stepping and lane is not None and by is not None and by.reply is lane else None
         try:
-            server.unregister_pause(pause, action)
+            server.unregister_pause(pause, action, defer=stepper is not None)
         finally:
-            if lane is not None and action in _STEPPING:
-                _kept[pause.thread_id] = lane
-            elif lane is not None:
-                lane.close()
-            pause.inbox.close(pause.pause_id, pause.thread_id)
+            if stepping:
+                pause.inbox.end(pause.pause_id, pause.thread_id)
+                _kept[pause.thread_id] = _Kept(lane, pause.inbox, stepper)
+            else:
+                if lane is not None:
+                    lane.close()
+                pause.inbox.close(pause.pause_id, pause.thread_id)
     return action
 
 
-# The lane of a thread that steps, kept from one stop to the next (thread id -> lane):
-# stepping makes a new pause every few hundred microseconds, and a new lane costs a key
-# pair and a bind here and a CURVE handshake at the client (docs/benchmarks.md, step round
-# trip). The pause id in each lane request still tells the pauses apart.
-_kept: Dict[int, Lane] = {}
+class _Kept:
+    """What a thread that steps keeps from one stop to the next: stepping makes a new pause
+    every few hundred microseconds, and a new lane costs a key pair and a bind here and a
+    CURVE handshake at the client, a new inbox a pipe and a socket to the server thread
+    (docs/benchmarks.md, step round trip). The pause id in each request still tells the
+    pauses apart. ``stepper``: the lane's client that asked for the step, which the next
+    stop is announced to on the lane (docs/protocol.md, "Events")."""
+
+    __slots__ = ("lane", "inbox", "stepper")
+
+    def __init__(self, lane: Optional[Lane], inbox: Inbox, stepper: Optional[bytes]) -> None:
+        self.lane = lane
+        self.inbox = inbox
+        self.stepper = stepper
+
+    def close(self, thread_id: int) -> None:
+        if self.lane is not None:
+            self.lane.close()
+        self.inbox.close(0, thread_id)
+
+
+_kept: Dict[int, _Kept] = {}  # thread id -> what it kept
 _STEPPING = ("step", "next", "step_out")
 
 
-def _take_kept_lane(pause: Pause) -> Optional[Lane]:
-    """The lane this thread kept from its last stop, named in ``pause.info``; those of
-    threads that ended while stepping are closed (nobody can use them again)."""
-    lane = _kept.pop(pause.thread_id, None)
+def _take_kept() -> Optional[_Kept]:
+    """What this thread kept from its last stop; what threads that ended while stepping
+    kept is closed (nobody can use it again)."""
+    kept = _kept.pop(threading.get_ident(), None)
     if _kept:
         alive = {t.ident for t in threading.enumerate()}
         for tid in [t for t in _kept if t not in alive]:
-            _kept.pop(tid).close()
-    if lane is not None:
-        pause.info = dict(pause.info, lane=lane.port, lane_key=lane.public_key)
-    return lane
+            _kept.pop(tid).close(tid)
+    return kept
 
 
-def forget_inherited() -> Dict[int, Lane]:
-    """In a forked child (bridge/forks.py): forget the lanes stepping threads kept; they
-    are the parent's sockets. Returned, so that the caller keeps them from being closed."""
+def _announcer(lane: Lane, stepper: bytes, pause: Pause) -> Callable[[Frames], bool]:
+    """The stepping client's delivery of the ``paused`` event: on the lane, before the
+    server thread hears of it."""
+
+    def announce(event: Frames) -> bool:
+        lane.pause_id = pause.pause_id  # its requests for this pause are this lane's from now on
+        return lane.send_event(stepper, event)
+
+    return announce
+
+
+def forget_inherited() -> Dict[int, _Kept]:
+    """In a forked child (bridge/forks.py): forget what stepping threads kept (lanes,
+    inboxes); they are the parent's sockets. Returned, so that the caller keeps them from
+    being closed."""
     kept = dict(_kept)
     _kept.clear()
     return kept
@@ -291,11 +367,13 @@ def _serve_requests(pause: Pause, sources: List[RequestSource], timeout: Optiona
         if request is None:
             continue  # a refused request (answered), or a stale wake-up (drained)
         pause.last_activity = time.monotonic()
+        pause.served += 1
         frames_out = dispatch.run_frame_op(pause, request)
         # decided before the send: after it, this thread should only wait
         resume = RESUME_OPS.get(request.op) or pause.resume_after
         request.reply.send(request.identity, frames_out)  # type: ignore[union-attr]
         if resume is not None:
+            pause.resumed_by = request
             return resume
 
 

@@ -36,6 +36,8 @@ never op arguments: a handler sees only ``args`` and the value frames.
 from __future__ import annotations
 
 import json
+import json.encoder
+import json.scanner
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Dict, List, Optional, Protocol, Sequence
@@ -109,10 +111,19 @@ def _json_default(obj: Any) -> Any:
 # One encoder for every header: json.dumps with options builds a new one per call, and a
 # small eval's round trip is short enough for that to show (docs/benchmarks.md).
 _header_encoder = json.JSONEncoder(separators=(",", ":"), default=_json_default)
+# Its C core, made once: JSONEncoder.encode makes a new one (and a closure) per call,
+# which costs more than encoding a small header (3 to 4 us against 2, more in a cold
+# process: a group's 64 targets, docs/benchmarks.md). No circular-reference check: a
+# header is a tree of JSON values.
+_c_encoder = (json.encoder.c_make_encoder(None, _json_default, json.encoder.encode_basestring_ascii, None,
+                                          ":", ",", False, False, True)
+              if json.encoder.c_make_encoder is not None else None)
 
 
 def encode_header(header: Dict[str, Any]) -> bytes:
     """Serialise a header dict to compact JSON bytes."""
+    if _c_encoder is not None:
+        return "".join(_c_encoder(header, 0)).encode("ascii")
     return _header_encoder.encode(header).encode("utf-8")
 
 
@@ -120,7 +131,19 @@ def _frame_bytes(frame: Any) -> bytes:
     return frame if type(frame) is bytes else bytes(frame.buffer) if hasattr(frame, "buffer") else bytes(frame)
 
 
+# The decoder's scanner, called directly: json.loads adds an encoding check and two
+# whitespace matches around it (5.7 us against 1.6 here for a request header).
+_scan = json.scanner.make_scanner(json.JSONDecoder())
+
+
 def _json_object(data: bytes, what: str) -> Dict[str, Any]:
+    try:  # the common case, a compact JSON object: anything else takes json.loads below
+        text = data.decode("utf-8")
+        obj, end = _scan(text, 0)
+        if end == len(text) and type(obj) is dict:
+            return obj
+    except Exception:
+        pass
     try:
         obj = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
@@ -337,16 +360,36 @@ def encode_error(request_id: Any, kind: str, message: str, tb: str = "",
     return _message({"id": request_id, "ok": False, "error": error}, None)
 
 
+def event_header(event: str, body: Dict[str, Any]) -> Dict[str, Any]:
+    """The header of an event pushed to subscribed clients (``paused``, ``lane``, ``resumed``)."""
+    return dict(body, event=event, time=time.time())
+
+
 def event_message(event: str, body: Dict[str, Any]) -> Frames:
     """The frames of an event pushed to subscribed clients (``paused``, ``lane``, ``resumed``)."""
-    return _message(dict(body, event=event, time=time.time()), None)
+    return _message(event_header(event, body), None)
+
+
+def event_message_of(header: Dict[str, Any]) -> Frames:
+    """The frames of an event whose header :func:`event_header` made (left as it was)."""
+    return _message(dict(header), None)
+
+
+#: The event that carries several events in one message, in order (docs/protocol.md).
+EVENTS_BATCH = "events"
+
+
+def events_message(headers: List[Dict[str, Any]]) -> Frames:
+    """One message carrying several events' headers, in order (``events``: what a
+    stepping thread's events become when the server thread publishes them together)."""
+    return _message({"event": EVENTS_BATCH, "time": time.time(), "events": headers}, None)
 
 
 class ReplySink(Protocol):
     """Where a request's reply leaves by, on the thread that ran the op.
 
     Implemented by the server path (a paused thread's inproc PUSH to the server thread,
-    which forwards it on the server socket: bridge/server.py ``PushSink``) and by a
+    which forwards it on the server socket: bridge/push_sink.py ``PushSink``) and by a
     pause's lane (bridge/lane.py). Another transport is one more implementation.
     """
 

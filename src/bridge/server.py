@@ -2,7 +2,7 @@
 
 The server thread only moves messages. A frame operation is handed to the paused thread
 that owns the frame (pause.py); that thread runs it and sends the reply back through its
-:class:`PushSink`, an inproc PUSH socket of its own, which the server thread forwards to
+:class:`~push_sink.PushSink`, an inproc PUSH socket of its own, which the server thread forwards to
 the client. So user code raised by an ``eval`` is an error reply, never a dead server.
 Server operations (server_ops.py, debug_ops.py) run here, on the server thread.
 
@@ -14,30 +14,33 @@ from __future__ import annotations
 
 import atexit
 import logging
+import math
 import os
 import sys
 import threading
 import time
 import traceback
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
 from . import dispatch, hub_dial, keys, startup
 from . import identity as process_identity
+from .event_queue import EventQueue
+from .push_sink import TAG_REPLY, TAG_STOP, TAG_WAKE, PushSink
 from .key_policy import KeyPolicy, recv_from_peer, refusal_log
 from .ops import FRAME_OPS, SERVER_OPS, OpError, arg, load_all
 from .protocol import (
     HEARTBEAT_IVL_MS,
     HEARTBEAT_TIMEOUT_MS,
     MAX_MESSAGE_BYTES,
-    ZERO_COPY_THRESHOLD,
     BadRequest,
     Frames,
     Request,
     encode_error,
-    event_message,
+    event_header,
+    event_message_of,
     recv_parts,
     tcp_endpoint,
 )
@@ -51,12 +54,6 @@ INTERNAL_ENDPOINT = "inproc://bridge-internal-{}"
 FILE_REWRITE_S = 0.05
 FILE_REWRITE_MAX_S = 1.0
 
-# Tags of internal messages from paused threads to the server thread: the first byte of
-# the first frame (a reply's first frame is the tag followed by the client's identity).
-TAG_REPLY = b"R"
-TAG_EVENT = b"E"
-TAG_STOP = b"S"
-TAG_WAKE = b"W"  # nothing to do but look again (a hub connection to poll)
 
 
 # Server-side handshake failures, as the ROUTER's monitor reports them. An unauthorized
@@ -133,6 +130,7 @@ class Server:
         self._file_due: Optional[float] = None  # when the server thread rewrites the file
         self._file_first_change: Optional[float] = None
         self._file_written = float("-inf")  # when a pause change was last written
+        self._events = EventQueue()  # what the server thread publishes, in order
         try:
             # Written before the thread starts: without it nobody could ever attach, so a
             # target that cannot write it does not pause (startup.py says why).
@@ -181,7 +179,7 @@ class Server:
 
     def reply_sink(self) -> "PushSink":
         """A reply sink for the calling thread (a paused thread's way back to its clients)."""
-        return PushSink(self)
+        return PushSink(self.context, self.internal_endpoint)
 
     # --- called from any thread ------------------------------------------------------
 
@@ -190,27 +188,47 @@ class Server:
         with self._push_lock:
             self._push.send_multipart([tag, *frames], copy=False)
 
-    def broadcast(self, event: str, body: Dict[str, Any]) -> None:
-        """Push an event to every subscribed client."""
-        self.post(TAG_EVENT, event_message(event, body))
+    def broadcast(self, event: str, body: Dict[str, Any], *, defer: bool = False) -> None:
+        """Send an event to every subscribed client, after the events queued before it.
 
-    def register_pause(self, pause: Any) -> None:
-        """A thread paused: make it routable, tell clients and the connection file."""
+        ``defer``: within event_queue.STEP_EVENT_DELAY_S rather than at once (a stepping
+        thread's events, which its stepping client has already had on the lane)."""
+        self.queue_event(event_header(event, body), defer=defer)
+
+    def queue_event(self, header: Dict[str, Any], frames: Optional[Frames] = None, *, defer: bool = False) -> None:
+        """Queue an event (its header, and its frames if it was encoded already) for the
+        subscribers (see :meth:`broadcast`)."""
+        if self._events.put(header, frames, defer=defer):
+            self.post(TAG_WAKE, [b""])
+
+    def register_pause(self, pause: Any, *, announce: Optional[Callable[[Frames], bool]] = None) -> None:
+        """A thread paused: make it routable, tell clients and the connection file.
+
+        ``announce(event)``: deliver the ``paused`` event to one client first (a stepping
+        thread's, on its lane, pause.py); when it did, the subscribers hear it deferred
+        (:meth:`broadcast`)."""
         pause.info.update(process_identity.task_labels())  # read here, on the paused thread (its task)
         with self._pauses_lock:
             self.pause_counter += 1
             pause.pause_id = self.pause_counter
             self.pauses[pause.thread_id] = pause
         self._connection_file_changed()  # before the event that wakes the server thread
-        self.broadcast("paused", pause.describe())
+        header = event_header("paused", pause.describe())
+        frames = None
+        if announce is not None:
+            frames = event_message_of(header)
+            if not announce(frames):
+                announce = None
+        self.queue_event(header, frames, defer=announce is not None)
 
-    def unregister_pause(self, pause: Any, action: str) -> None:
-        """A thread resumed."""
+    def unregister_pause(self, pause: Any, action: str, *, defer: bool = False) -> None:
+        """A thread resumed (``defer``: see :meth:`broadcast`)."""
         with self._pauses_lock:
             if self.pauses.get(pause.thread_id) is pause:
                 del self.pauses[pause.thread_id]
         self._connection_file_changed()
-        self.broadcast("resumed", {"thread": pause.thread_id, "pause_id": pause.pause_id, "action": action})
+        self.broadcast("resumed", {"thread": pause.thread_id, "pause_id": pause.pause_id, "action": action},
+                       defer=defer)
 
     def dial_hub(self) -> None:
         """Dial the hub that the environment names (``BRIDGE_HUB``...), unless this server
@@ -281,8 +299,9 @@ class Server:
         # The pause list changed. The first change after a quiet spell rewrites the file at
         # once (a client that saw the event finds the file up to date); changes in a burst
         # (a client stepping: two per step, ~0.5 ms each on the paused thread, see
-        # docs/benchmarks.md) leave it to the server thread, woken by the event broadcast
-        # next, once they stop for FILE_REWRITE_S (at most FILE_REWRITE_MAX_S later).
+        # docs/benchmarks.md) leave it to the server thread, which the event queued next
+        # wakes (or finds it awake), once they stop for FILE_REWRITE_S (at most
+        # FILE_REWRITE_MAX_S later).
         now = time.monotonic()
         with self._file_lock:
             if self._file_due is None and now - self._file_written >= FILE_REWRITE_S:
@@ -329,21 +348,24 @@ class Server:
         poller.register(self.monitor, zmq.POLLIN)
         while True:
             self.hub.sync(poller)  # a hub dialed since the last turn (dial_hub)
-            due = self.hub.due(self._file_due)
+            due = self.hub.due(self._events.sleep_until(self._file_due))
             try:
-                ready = dict(poller.poll(None if due is None else max(0, (due - time.monotonic()) * 1000)))
+                # whole milliseconds, rounded up: a fraction would be truncated to a busy 0
+                ready = dict(poller.poll(None if due is None else max(0, math.ceil((due - time.monotonic()) * 1000))))
             except zmq.ZMQError as exc:
                 if exc.errno == zmq.ETERM:
                     break
                 raise
             if self.internal in ready:
                 if not self._drain_internal():
+                    self._publish_events(force=True)  # the last events (a step's resume) still go out
                     break
             if self.router in ready:
                 self._drain_router()
             if self.monitor in ready:
                 self._drain_monitor()
             self.hub.serve(ready, self._handle)  # the hub proved its key: no client key to check
+            self._publish_events()
             self._rewrite_if_due()
         try:
             self.router.disable_monitor()
@@ -388,11 +410,15 @@ class Server:
             tag = first[:1]
             if tag == TAG_REPLY:  # the reply's first part is the tag and the client identity in one
                 self._send(first[1:], frames)
-            elif tag == TAG_EVENT:
-                self._publish(frames)
             elif tag == TAG_STOP:
                 return False
+            # TAG_WAKE: the loop looks at the event queue after this
         return True
+
+    def _publish_events(self, force: bool = False) -> None:
+        """Publish the queued events once the first of them is due (event_queue.py)."""
+        for frames in self._events.take(force):
+            self._publish(frames)
 
     def _publish(self, frames: Sequence[Any]) -> None:
         """Send an event to every subscriber whose key is still authorized (a revoked one is dropped)."""
@@ -480,27 +506,6 @@ class Server:
         self.routed_frame_ops += 1  # how many took this path rather than a lane (tests, diagnostics)
         if not pause.submit(request, self):
             raise OpError("NotPaused", f"thread {pause.thread_id} resumed since pause {pause.pause_id}")
-
-
-class PushSink:
-    """The server path's reply sink: a paused thread's inproc PUSH socket to the server
-    thread, which forwards each reply to its client on the ROUTER socket. One per paused
-    thread, used only by the thread that made it (ZeroMQ sockets are not shared)."""
-
-    def __init__(self, server: Server) -> None:
-        self.socket = server.context.socket(zmq.PUSH)
-        self.socket.setsockopt(zmq.LINGER, 1000)
-        self.socket.connect(server.internal_endpoint)
-
-    def send(self, identity: bytes, frames: Frames) -> None:
-        """Hand a reply to the server thread (the tag and identity travel in the first part)."""
-        # Zero-copy only pays for big frames: it costs a zmq.Frame object per part.
-        small = len(frames) <= 3 and all(len(f) < ZERO_COPY_THRESHOLD for f in frames)
-        self.socket.send_multipart([TAG_REPLY + identity, *frames], copy=small)
-
-    def close(self) -> None:
-        """Close the socket, letting queued replies out (bounded by its linger)."""
-        self.socket.close()
 
 
 # --- the process-wide server -------------------------------------------------------------

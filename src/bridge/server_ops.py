@@ -24,6 +24,7 @@ def _op_hello(server: Any, args: Dict[str, Any], values: Sequence[Any], identity
     info = server.connection_info()
     info["protocol"] = PROTOCOL_VERSION
     info["host"] = bulk.host_identity()  # the client tells a tunnel from a direct connection (lanes)
+    info["stops_on_lane"] = True  # a step asked on a lane: the next stop is announced there (pause.py)
     return info
 
 

@@ -30,6 +30,7 @@ from bridge.protocol import endpoint_host
 
 from . import proxy
 from .errors import BridgeError, PauseTimeout, SessionLost
+from .io_loop import io_loop
 from .link import gather
 from .session import DEFAULT_TIMEOUT, DEFAULT_WAIT_TIMEOUT, NO_VALUE, MemberReply, Session, open_sessions
 from .stacks import StackReport, group_stacks
@@ -362,11 +363,12 @@ class Group:
             pool = [s for s in pool if s.paused]
         wait = self.timeout if timeout is None else timeout
         started: List[Tuple[Session, MemberReply]] = []
-        for session in pool:
-            try:
-                started.append((session, session.submit(op, args, frame=frame, timeout=wait, value=value)))
-            except BridgeError as exc:
-                result._fail(session.name, exc)
+        with io_loop().batch():  # the sends go out together, in one turn of the I/O thread
+            for session in pool:
+                try:
+                    started.append((session, session.submit(op, args, frame=frame, timeout=wait, value=value)))
+                except BridgeError as exc:
+                    result._fail(session.name, exc)
         gather([reply.pending for _, reply in started])
         for session, reply in started:
             try:

@@ -13,6 +13,16 @@ members a group has. What it polls are :class:`Pollable` objects (client/link.py
 one that dials a target); every socket is used by the loop thread only, and other threads
 hand it work with :meth:`IOLoop.call`, which never blocks.
 
+It waits with the operating system's selector (epoll) on each ZeroMQ socket's ``ZMQ_FD``,
+not with ``zmq.Poller``: ``zmq_poll`` asks every socket for its events on every call
+(about 1.3 us a socket here: 340 us a poll for a group of 64 members, whose links and
+lanes are 256 sockets, docs/benchmarks.md), where a selector costs only what is ready.
+``ZMQ_FD`` only says that a socket's state *may* have changed, so a socket whose fd is
+ready is read until its ``ZMQ_EVENTS`` has no ``POLLIN`` left, and a socket just sent on
+is checked at once (:meth:`IOLoop.check`: libzmq may have taken in its incoming messages
+during the send without signalling the fd again); every second the loop checks them all,
+in case.
+
 File descriptors: :func:`ensure_fd_headroom` is asked before sockets are opened and
 raises :class:`~client.errors.ResourceLimit` (after raising the soft limit toward the hard
 one, as ``ulimit -n`` would) rather than let a socket fail half-way.
@@ -22,11 +32,13 @@ from __future__ import annotations
 
 import atexit
 import collections
+import contextlib
 import os
+import selectors
 import sys
 import threading
 import time
-from typing import Any, Callable, Deque, Dict, Optional, Protocol, Sequence, Set, Tuple
+from typing import Any, Callable, Deque, Dict, Iterator, Optional, Protocol, Sequence, Set, Tuple
 
 import zmq
 
@@ -40,6 +52,9 @@ CONTEXT_FDS = 8
 MAX_SOCKETS = 32768
 #: The loop's timer: liveness checks and retries run this often.
 TICK_S = 0.25
+#: Every this many ticks the loop asks every socket whether it has input (a signal a
+#: Pollable lost by not calling IOLoop.check after a send costs a second, never a hang).
+SWEEP_TICKS = 4
 #: Highest soft open-file limit the client raises itself to.
 MAX_AUTO_NOFILE = 65536
 
@@ -142,14 +157,22 @@ def shared_context() -> zmq.Context:
 # --- the loop ---------------------------------------------------------------------------------------
 
 
+_POLLIN = int(zmq.POLLIN)  # a plain int: the flag enum's & costs a microsecond per use
+_EVENTS = int(zmq.EVENTS)
+
+
 class Pollable(Protocol):
-    """What the I/O loop polls. Every method runs on the loop thread."""
+    """What the I/O loop polls. Every method runs on the loop thread.
+
+    A ZeroMQ socket's readiness is edge-signalled (module docstring): ``on_readable``
+    reads until nothing is left, and after sending on one of its sockets a pollable calls
+    :meth:`IOLoop.check` for it."""
 
     def poll_items(self) -> Sequence[Any]:
         """The sockets (or file descriptors) to poll for input."""
 
     def on_readable(self, item: Any) -> None:
-        """``item`` (one of :meth:`poll_items`) is readable: take what is there, do not block."""
+        """``item`` (one of :meth:`poll_items`) may be readable: take all that is there, do not block."""
 
     def on_tick(self, now: float) -> None:
         """Called every TICK_S seconds: liveness checks, retries."""
@@ -164,16 +187,17 @@ class IOLoop:
     def __init__(self, context: zmq.Context) -> None:
         self.context = context
         self.pid = os.getpid()
-        self._poller = zmq.Poller()
-        self._owners: Dict[Any, Pollable] = {}
+        self._selector = selectors.DefaultSelector()
+        self._items: Dict[Any, Tuple[Pollable, Any]] = {}  # socket or fd -> (owner, its fd)
         self._pollables: Set[Pollable] = set()
         self._commands: Deque[Tuple[Callable[..., Any], Tuple[Any, ...]]] = collections.deque()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._woken = False
+        self._batching = threading.local()  # per thread: one thread's batch never holds back another's calls
         self._stopping = False
-        self._poller.register(self._wake_r, zmq.POLLIN)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         self._thread = threading.Thread(target=self._run, name="framebridge-io", daemon=True)
         self._thread.start()
 
@@ -182,12 +206,29 @@ class IOLoop:
     def call(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` on the loop thread soon. Never blocks; safe from finalizers."""
         self._commands.append((fn, args))
-        if not self._woken:  # one wake-up byte covers every command queued before the loop runs
-            self._woken = True
-            try:
-                os.write(self._wake_w, b"\0")
-            except (BlockingIOError, OSError):
-                pass  # the pipe is full of wake-ups (or closed at exit)
+        if not self._woken and not getattr(self._batching, "depth", 0):
+            self._wake()  # one wake-up byte covers every command queued before the loop runs
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Calls made in the block wake the loop once, at its end: a group's N sends go
+        out in one turn of the loop instead of the loop waking at the first and taking
+        the interpreter lock from the caller for each (docs/benchmarks.md, groups)."""
+        batching = self._batching
+        batching.depth = getattr(batching, "depth", 0) + 1
+        try:
+            yield
+        finally:
+            batching.depth -= 1
+            if not batching.depth and self._commands and not self._woken:
+                self._wake()
+
+    def _wake(self) -> None:
+        self._woken = True
+        try:
+            os.write(self._wake_w, b"\0")
+        except (BlockingIOError, OSError):
+            pass  # the pipe is full of wake-ups (or closed at exit)
 
     def add(self, pollable: Pollable) -> None:
         """Start polling ``pollable``."""
@@ -215,24 +256,43 @@ class IOLoop:
 
     # --- the loop thread ---------------------------------------------------------------------
 
+    def check(self, pollable: Pollable, sock: zmq.Socket) -> None:
+        """After sending on ``sock`` (loop thread): if it has input, let its owner read it
+        (libzmq may have taken it in during the send without signalling the socket's fd)."""
+        if not sock.closed and sock.get(_EVENTS) & _POLLIN:
+            self._commands.append((pollable.on_readable, (sock,)))
+
     def _add(self, pollable: Pollable) -> None:
         if pollable in self._pollables:
             return
         self._pollables.add(pollable)
         for item in pollable.poll_items():
-            self._owners[item] = pollable
-            self._poller.register(item, zmq.POLLIN)
+            fd = item.get(zmq.FD) if isinstance(item, zmq.Socket) else item
+            self._items[item] = (pollable, fd)
+            try:
+                self._selector.register(fd, selectors.EVENT_READ, (pollable, item))
+            except KeyError:  # its number was a socket's that closed unregistered: that entry is stale
+                self._selector.unregister(fd)
+                self._selector.register(fd, selectors.EVENT_READ, (pollable, item))
+        self._sweep(pollable)  # what came before its fd was watched
 
     def _remove(self, pollable: Pollable) -> None:
         if pollable in self._pollables:
             self._pollables.discard(pollable)
             for item in pollable.poll_items():
-                self._owners.pop(item, None)
-                try:
-                    self._poller.unregister(item)
-                except KeyError:
-                    pass
+                entry = self._items.pop(item, None)
+                if entry is not None:
+                    try:
+                        self._selector.unregister(entry[1])
+                    except (KeyError, ValueError, OSError):
+                        pass
         _guarded(pollable.on_removed)
+
+    def _sweep(self, pollable: Pollable) -> None:
+        """Let ``pollable`` read whatever its sockets hold (a missed signal costs a tick, never a hang)."""
+        for item in pollable.poll_items():
+            if isinstance(item, zmq.Socket) and not item.closed and item.get(_EVENTS) & _POLLIN:
+                _guarded(pollable.on_readable, item)
 
     def _run_commands(self) -> None:
         os_read = os.read
@@ -249,30 +309,34 @@ class IOLoop:
 
     def _run(self) -> None:
         next_tick = time.monotonic() + TICK_S
-        wake = self._wake_r
+        ticks = 0
+        select = self._selector.select
         try:
             while not self._stopping:
-                timeout_ms = max(0, int((next_tick - time.monotonic()) * 1000)) + 1
+                # commands queued by the last turn (IOLoop.check from on_tick) run at once
+                timeout = 0.0 if self._commands else max(0.0, next_tick - time.monotonic()) + 0.001
                 try:
-                    ready = self._poller.poll(timeout_ms)
-                except zmq.ZMQError as exc:
-                    if exc.errno == zmq.ETERM:
-                        break
-                    continue  # EINTR
+                    ready = select(timeout)
+                except (OSError, ValueError):  # EINTR; or a descriptor closed under us
+                    continue
                 woken = False
-                for item, _ in ready:
-                    if item == wake:
+                for key, _ in ready:
+                    if key.data is None:
                         woken = True
                         continue
-                    owner = self._owners.get(item)
-                    if owner is not None:
+                    owner, item = key.data
+                    if owner in self._pollables:
                         _guarded(owner.on_readable, item)
                 if woken or self._commands:
                     self._run_commands()
                 now = time.monotonic()
                 if now >= next_tick:
                     next_tick = now + TICK_S
+                    ticks += 1
+                    sweep = ticks % SWEEP_TICKS == 0
                     for pollable in list(self._pollables):
+                        if sweep:
+                            self._sweep(pollable)
                         _guarded(pollable.on_tick, now)
             for pollable in list(self._pollables):
                 self._remove(pollable)

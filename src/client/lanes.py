@@ -88,6 +88,18 @@ class Lanes:
                 return None
         return lane if lane.connected else None
 
+    def await_stop(self, lane: Channel, thread: int, after: int, budget: float) -> bool:
+        """After a step asked on ``lane``: wait up to ``budget`` seconds for ``thread``'s
+        next stop, which the target announces to the client that stepped on that lane
+        before it tells its other subscribers (docs/protocol.md, "Events"); whether it came."""
+        get = self.state.get
+
+        def stopped() -> bool:
+            pause = get(thread)
+            return pause is not None and pause.pause_id > after
+
+        return lane.await_event(time.monotonic() + budget, stopped)
+
     def alive(self, pause: PauseInfo) -> Callable[[], bool]:
         """A check a waiting request makes: False once the pause has ended (its lane is gone),
         or once the target refused our key (no event, the resume among them, comes any more)."""
@@ -119,6 +131,7 @@ class Lanes:
             return _UNUSABLE
         lane.bulk = main.bulk  # one bulk path per session, whichever socket asks
         lane.recovery = main  # `outcome` is a server op: a lost lane reply is asked for there
+        lane.on_event = self.state.apply  # a stepping thread's next stop (await_stop)
         return lane
 
     def _close_retired(self) -> None:

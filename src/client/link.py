@@ -37,13 +37,14 @@ ALIVE_CHECK_S = 0.5
 UNSEEN_RECHECK_S = 0.3
 
 Raw = Tuple[Dict[str, Any], List[Any]]
+_EVENT_LOCK = threading.Lock()
 
 
 class PendingReply:
     """A request in flight on a link. :meth:`raw` waits for it until its own deadline."""
 
     __slots__ = ("id", "op", "pid", "deadline", "timeout", "header", "values", "error", "callback",
-                 "unseen", "thread", "pause_id", "via", "_event", "_link")
+                 "unseen", "thread", "pause_id", "via", "latch", "_done", "_event", "_link")
 
     def __init__(self, link: "Link", request_id: int, op: str, timeout: Optional[float],
                  callback: Optional[Callable[["PendingReply"], None]] = None) -> None:
@@ -63,30 +64,45 @@ class PendingReply:
         self.pause_id: Optional[int] = None
         #: The port it went out by (a lost reply is asked for under that port's id).
         self.via: Optional[Port] = None
-        self._event = threading.Event()
+        #: A gather waiting for it with others (woken once, by the last of them).
+        self.latch: Optional[_Latch] = None
+        self._done = False
+        # Made by the first wait that finds it not done: a group's requests are waited for
+        # together (gather) and never need one each.
+        self._event: Optional[threading.Event] = None
         self._link = link
 
     @property
     def done(self) -> bool:
         """Whether the reply (or a failure) is in."""
-        return self._event.is_set()
+        return self._done
 
     def wait(self, timeout: Optional[float] = None) -> bool:
         """Wait up to ``timeout`` seconds for the reply (or a failure); whether it is in."""
-        return self._event.wait(timeout)
+        if self._done:
+            return True
+        event = self._event
+        if event is None:
+            with _EVENT_LOCK:  # two waiters make one event
+                event = self._event
+                if event is None:
+                    event = self._event = threading.Event()
+            if self._done:  # finished before it saw the event
+                return True
+        return event.wait(timeout)
 
     def raw(self) -> Raw:
         """The reply's (header, values), error replies included; raises RequestTimeout at
         the deadline, or the link's failure (SessionLost, AuthenticationError, ReplyLost)."""
-        while not self._event.is_set():
+        while not self._done:
             left = None if self.deadline is None else self.deadline - time.monotonic()
             if left is not None and left <= 0:
                 self._link.abandon(self)
-                if not self._event.is_set():
+                if not self._done:
                     raise RequestTimeout(f"pid {self.pid} did not answer within {self.timeout:g}s (still "
                                          f"running a long operation? pass a larger timeout)")
                 break
-            self._event.wait(0.2 if left is None else min(left, 0.2))  # slices: Ctrl-C gets a turn
+            self.wait(0.2 if left is None else min(left, 0.2))  # slices: Ctrl-C gets a turn
         if self.error is not None:
             raise self.error
         return self.header, self.values  # type: ignore[return-value]
@@ -94,33 +110,69 @@ class PendingReply:
     # --- the loop thread ----------------------------------------------------------------------
 
     def complete(self, header: Dict[str, Any], values: List[Any]) -> None:
-        if self._event.is_set():
+        if self._done:
             return
         self.header, self.values = header, values
         self._finish()
 
     def fail(self, exc: BaseException) -> None:
-        if self._event.is_set():
+        if self._done:
             return
         self.error = exc
         self._finish()
 
     def _finish(self) -> None:
-        if self.callback is not None:
-            try:
+        try:
+            if self.callback is not None:
                 self.callback(self)
-            finally:
-                self._event.set()
-        else:
-            self._event.set()
+        finally:
+            self._done = True  # then the event: a waiter that made one after this sees _done
+            event = self._event
+            if event is not None:
+                event.set()
+            latch = self.latch
+            if latch is not None:
+                latch.arrive(self)
+
+
+class _Latch:
+    """Set once every one of a gather's requests has ended: the gathering thread wakes
+    once, not once per reply (each wake-up takes the interpreter lock from the loop
+    thread, which is reading the next replies; docs/benchmarks.md, groups)."""
+
+    def __init__(self, count: int) -> None:
+        self.done = threading.Event()
+        self._left = count
+        self._arrived: set = set()
+        self._lock = threading.Lock()
+
+    def arrive(self, pending: PendingReply) -> None:
+        with self._lock:
+            if id(pending) in self._arrived:  # the gatherer saw it done, and its finish came too
+                return
+            self._arrived.add(id(pending))  # by identity: the gather holds every one alive
+            self._left -= 1
+            last = self._left == 0
+        if last:
+            self.done.set()
 
 
 def gather(pending: Sequence[PendingReply]) -> None:
     """Wait until every request has its reply or has passed its own deadline."""
+    latch = _Latch(len(pending))
     for p in pending:
-        if not p.done:
-            left = None if p.deadline is None else max(0.0, p.deadline - time.monotonic())
-            p.wait(left)
+        p.latch = latch
+        if p.done:  # finished before it knew of the latch
+            latch.arrive(p)
+    while not latch.done.is_set():
+        now = time.monotonic()
+        waiting = [p for p in pending if not p.done and (p.deadline is None or p.deadline > now)]
+        if not waiting:
+            return  # the rest passed their deadlines: their raw() raises RequestTimeout
+        deadlines = [p.deadline for p in waiting if p.deadline is not None]
+        left = min(deadlines) - now if len(deadlines) == len(waiting) else None
+        # slices: Ctrl-C gets a turn, as in PendingReply.raw
+        latch.done.wait(0.2 if left is None else min(left, 0.2))
 
 
 class Link:
@@ -232,17 +284,22 @@ class Link:
 
     # PortSink
 
-    def on_message(self, frames: List[Any]) -> None:
+    def on_message(self, frames: List[Any], *, from_lane: bool = False) -> None:
         try:
             header, values = protocol.split_message(frames)
         except protocol.ProtocolError:
             return  # not for anyone: a request that waits for it times out and says so
         event = header.get("event")
         if event is not None and "id" not in header:
-            if isinstance(event, str):
-                self.feed.deliver(event, header)
-                if event == "resumed" and type(header.get("pause_id")) is int:
-                    self.lanes.retire(header["pause_id"], header.get("thread"), header.get("action"))
+            if from_lane:  # a stepping thread's next stop, ahead of the server socket's events,
+                if isinstance(event, str):  # which the subscribers hear (docs/protocol.md)
+                    self.feed.state.apply(event, header)
+            elif event == protocol.EVENTS_BATCH:  # several, in order
+                for each in header.get("events") or ():
+                    if isinstance(each, dict):
+                        self._event(each.get("event"), each)
+            else:
+                self._event(event, header)
             return
         pending = self._pending.pop(header.get("id"), None)  # type: ignore[arg-type]
         error = header.get("error")
@@ -259,6 +316,12 @@ class Link:
             return
         if pending.via is not self.port:
             self.lanes.sweep()  # the last answer an ended pause's lane owed
+
+    def _event(self, event: Any, header: Dict[str, Any]) -> None:
+        if isinstance(event, str):
+            self.feed.deliver(event, header)
+            if event == "resumed" and type(header.get("pause_id")) is int:
+                self.lanes.retire(header["pause_id"], header.get("thread"), header.get("action"))
 
     def on_connected(self) -> None:
         self.handshakes += 1

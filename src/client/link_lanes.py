@@ -52,7 +52,7 @@ class LinkLane:
     # PortSink (the loop thread)
 
     def on_message(self, frames: List[Any]) -> None:
-        self.link.on_message(frames)
+        self.link.on_message(frames, from_lane=True)
 
     def on_connected(self) -> None:
         self.handshakes += 1
@@ -96,8 +96,9 @@ class LinkLanes:
             pause = self.link.feed.state.get(thread)
             if pause is None or pause.pause_id != pause_id or "lane" not in pause.extra:
                 return None  # its `lane` event has not come (yet): the server socket serves
-            spare = self._spare.pop(thread, None)
-            if spare is not None and spare.usable and spare.name == (pause.extra.get("lane"), pause.extra.get("lane_key")):
+            name = (pause.extra.get("lane"), pause.extra.get("lane_key"))
+            spare = self._spare.pop(thread, None) or self._stepped_from(name, pause_id)
+            if spare is not None and spare.usable and spare.name == name:
                 self._by_pause[pause_id] = spare  # the lane this thread kept from its last stop
             else:
                 if spare is not None:
@@ -129,6 +130,15 @@ class LinkLanes:
             self._spare[thread] = lane  # type: ignore[index]
         else:
             self._let_go(lane)
+
+    def _stepped_from(self, name: Tuple[Any, Any], pause_id: int) -> Optional[LinkLane]:
+        """The lane of an earlier pause that names the same lane: its thread stepped, and
+        the stop came on the lane before the step's ``resumed`` event (docs/protocol.md)."""
+        for older, lane in list(self._by_pause.items()):
+            if older < pause_id and lane is not None and lane.name == name:
+                del self._by_pause[older]
+                return lane
+        return None
 
     def _let_go(self, lane: LinkLane) -> None:
         self._retiring.append(lane)

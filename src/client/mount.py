@@ -351,6 +351,7 @@ class Mount:
     def _write(self, view: Dict[str, Any], *, exclude: Sequence[str] = (), rebind: Sequence[str] = (),
                end: bool = False) -> Diff:
         assert self._graph is not None
+        check = self._check_ahead()
         scan, deleted = self._scan(view, exclude)
         for name in rebind:
             if name in view and name in scan.names:
@@ -380,6 +381,8 @@ class Mount:
         involved = [n for n, st in scan.names.items() if st != "unchanged" and n in tracked] + list(deleted)
         base = {n: self._base[n] for n in set(involved) | scan.owners if self._base.get(n) is not None}
         args = {"mount": self._token, "base": base, "delete": list(deleted), "end": end}
+        if check is not None:
+            check.wait(self.timeout)  # its digests serve the write-back if it came just before it
         try:
             result, _ = self._request("mount_write", args, frames)
         except NotPaused as exc:
@@ -403,6 +406,18 @@ class Mount:
         if end:
             self._token = None  # the target forgot it with this write
         return diff
+
+    def _check_ahead(self) -> Any:
+        """Let the target read the big arrays for its conflict check while this process reads
+        them for the changes: ``mount_check`` (bridge/mount_state.py, check_ahead)."""
+        names = [n for n in self._graph.big_array_names() if self._base.get(n)] if self._graph else []
+        if not names or self._token is None or self.thread is None:
+            return None
+        try:  # what fails here, the write-back itself reports (keeping the changes)
+            return self.session.submit("mount_check", {"mount": self._token, "names": names}, timeout=self.timeout,
+                                       at=FrameRef(self.thread, self.frame_index, self.pause_id))
+        except Exception:
+            return None
 
     def _refusal(self, exc: BaseException, scan: Scan, view: Dict[str, Any], deleted: Sequence[str], *,
                  exclude: Sequence[str] = (), resumed: bool = False) -> BaseException:

@@ -44,6 +44,9 @@ from .errors import BridgeError, ValueLoadError
 
 #: Objects a mount tracks at most (each costs a small pickle at mount and at write-back).
 MAX_NODES = 20_000
+#: Arrays from this size on are read by the target (its conflict check) while the notebook
+#: reads them for its changes (Graph.big_array_names): below it a round trip costs more.
+CHECK_AHEAD_BYTES = 16 * 2**20
 
 try:
     import cloudpickle
@@ -445,6 +448,11 @@ class Graph:
                 return f"its shape changed ({shape} -> {node.obj.shape})"
             return inplace.same_layout(empty, node.obj.iloc[:0])[1]
         return "its maxlen changed"
+
+    def big_array_names(self) -> List[str]:
+        """The mounted names that reach numeric arrays of CHECK_AHEAD_BYTES or more."""
+        return sorted({node.owner for node in self.nodes.values()
+                       if _numeric_array(node) and node.obj.nbytes >= CHECK_AHEAD_BYTES})
 
     # --- the payload ---------------------------------------------------------------------
 

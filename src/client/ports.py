@@ -21,6 +21,9 @@ from .io_loop import IOLoop
 from .transport import auth_failure, close_monitored, new_routing_id, open_dealer
 
 
+_POLLIN, _EVENTS, _NOBLOCK = int(zmq.POLLIN), int(zmq.EVENTS), int(zmq.NOBLOCK)  # ints: enum ops cost a microsecond
+
+
 class PortSink(Protocol):
     """What a Port reports to (its :class:`Link`); called on the loop thread only."""
 
@@ -89,8 +92,13 @@ class DirectPort:
         loop.add(self)
 
     def send(self, frames: List[Any]) -> None:
-        small = all(type(f) is bytes for f in frames)
-        self.socket.send_multipart(frames, zmq.NOBLOCK, copy=small)
+        sock = self.socket
+        if len(frames) == 1 and type(frames[0]) is bytes:  # the common case: one small header
+            sock.send(frames[0], _NOBLOCK)
+        else:
+            sock.send_multipart(frames, _NOBLOCK, copy=all(type(f) is bytes for f in frames))
+        if self._loop is not None:
+            self._loop.check(self, sock)  # its input may have been taken in by the send
 
     def close(self) -> None:
         if self._closed:
@@ -112,8 +120,8 @@ class DirectPort:
             self._read_monitor()
             return
         sock = self.socket
-        while self._sink is not None and not sock.closed and sock.get(zmq.EVENTS) & zmq.POLLIN:
-            self._sink.on_message(protocol.recv_parts(sock, zmq.NOBLOCK, 1))
+        while self._sink is not None and not sock.closed and sock.get(_EVENTS) & _POLLIN:
+            self._sink.on_message(protocol.recv_parts(sock, _NOBLOCK, 1))
 
     def on_tick(self, now: float) -> None:
         if self._sink is not None:
@@ -124,7 +132,7 @@ class DirectPort:
 
     def _read_monitor(self) -> None:
         monitor = self.monitor
-        while self._sink is not None and not monitor.closed and monitor.get(zmq.EVENTS) & zmq.POLLIN:
+        while self._sink is not None and not monitor.closed and monitor.get(_EVENTS) & _POLLIN:
             event = parse_monitor_message(monitor.recv_multipart(zmq.NOBLOCK))["event"]
             if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 self._sink.on_connected()

@@ -72,6 +72,11 @@ DEFAULT_TIMEOUT = 30.0
 #: `value` argument default meaning "this request carries no value" (None is a value).
 NO_VALUE: Any = object()
 DEFAULT_WAIT_TIMEOUT = 300.0
+#: How long a step waits for the thread's next stop before it returns (the stop is
+#: announced on the lane the step went out on, docs/protocol.md): a quick step returns
+#: with its new pause known; a long one (a ``next`` over a long call) returns this late.
+STEP_STOP_WAIT_S = 0.25
+_STEPPING = ("step", "next", "step_out")
 
 #: What a request returns: the reply's JSON ``result`` and its value frames.
 Reply = Tuple[Any, List[Any]]
@@ -84,6 +89,8 @@ class _Sockets:
     def __init__(self) -> None:
         self.channel: Optional[Channel] = None
         self.lanes: Optional[Lanes] = None
+        #: The lane the last request went out on (None: not a lane).
+        self.last_lane: Optional[Channel] = None
 
     def close(self) -> None:
         if self.lanes is not None:
@@ -375,11 +382,14 @@ class Session(FrameMethods, DebugControl, CodeEditing):
                 if channel is None:
                     return MemberReply(self, op, args, frames, wait, pause_id, release).result()
                 still_valid = None
-                lanes = self._sockets.lanes
+                sockets = self._sockets
+                lanes = sockets.lanes
+                sockets.last_lane = None
                 if pause is not None and lanes is not None:
                     lane = lanes.channel(pause)
                     if lane is not None:
                         channel, still_valid = lane, lanes.alive(pause)
+                        sockets.last_lane = lane
                         if pause_id is None:
                             pause_id = pause.pause_id  # a lane serves its own pause only
                 return channel.request(op, args, frames, timeout=wait, pause_id=pause_id, release=release or None,
@@ -430,8 +440,19 @@ class Session(FrameMethods, DebugControl, CodeEditing):
 
     def _resume(self, op: str, thread: Optional[int] = None) -> None:
         at = None if thread is None else FrameRef(thread, 0)
-        result, _ = self.frame_request(op, {"frame": 0}, at=at)
-        self.pause_state.retire(int(result["thread"]), int(result["pause_id"]), reset_frame=True)
+        with self._lock:
+            result, _ = self.frame_request(op, {"frame": 0}, at=at)
+            thread, pause_id = int(result["thread"]), int(result["pause_id"])
+            self.pause_state.retire(thread, pause_id, reset_frame=True)
+            lane, lanes = self._sockets.last_lane, self._sockets.lanes
+            if op in _STEPPING and lane is not None and lanes is not None and self.hello.get("stops_on_lane"):
+                # The thread's next stop comes on the lane the step went out on: wait for
+                # it here, on this thread (no hand-off), so that a quick step returns with
+                # its pause known (docs/benchmarks.md, step round trip).
+                try:
+                    lanes.await_stop(lane, thread, pause_id, STEP_STOP_WAIT_S)
+                except BridgeError:  # the lane or the target went away: the events say the rest
+                    pass
 
     def threads(self) -> List[Dict[str, Any]]:
         """Every thread of the target: id, name, paused or running, where."""

@@ -172,6 +172,9 @@ class Channel:
         self._last_alive_check = 0.0
         #: The session's bulk path (bulk.py), chosen in :func:`handshake`; None = CURVE only.
         self.bulk: Optional[bulk.BulkPeer] = None
+        #: ``on_event(event, header)``: an event that came on this socket (a pause's lane
+        #: tells the client that stepped of the thread's next stop, docs/protocol.md).
+        self.on_event: Optional[Callable[[str, Dict[str, Any]], None]] = None
         self._rcvtimeo = -1
 
     # --- failure detection -----------------------------------------------------------
@@ -325,13 +328,37 @@ class Channel:
             header, values = protocol.split_message(frames)
             rid = header.get("id")
             if want_id is not None and rid != want_id:
-                if rid in self.abandoned:
+                if rid is None and "event" in header:
+                    self._event(header)
+                elif rid in self.abandoned:
                     self.abandoned.discard(rid)
                     drop_bulk(header)
                 elif on_other is not None:
                     on_other(header, values)
                 continue
             return header, values
+
+    def _event(self, header: Dict[str, Any]) -> None:
+        event = header.get("event")
+        if isinstance(event, str) and self.on_event is not None:
+            self.on_event(event, header)
+
+    def await_event(self, until: float, done: Callable[[], bool]) -> bool:
+        """Take in the events that come on this socket (``on_event``) until ``done()``
+        says True (returns True) or ``until`` (time.monotonic) has passed (False).
+        Replies nobody waits for any more are dropped on the way."""
+        while not done():
+            got = self._receive(None, None, until=until)
+            if got is None:
+                return False
+            header, _ = got
+            rid = header.get("id")
+            if rid is None and "event" in header:
+                self._event(header)
+            else:
+                self.abandoned.discard(rid)
+                drop_bulk(header)
+        return True
 
     def _await(self, request_id: int, timeout: Optional[float], still_valid: Optional[Callable[[], bool]],
                since: int) -> Tuple[Dict[str, Any], List[Any]]:
