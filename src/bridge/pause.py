@@ -32,7 +32,7 @@ from . import dispatch, watches
 from . import frames as frame_access
 from .capture import routing
 from .lane import Lane
-from .ops import RESUME_OPS, OpError, arg
+from .ops import RESUME_OPS, NewLiveProcess, OpError, arg
 from .protocol import ReplySink, Request, encode_error
 from .server import Server, get_server
 
@@ -120,6 +120,26 @@ class Inbox:
         """Whether requests are queued (a wake-up can be lost to a full pipe in a flood)."""
         return not self._queue.empty()
 
+    def fds(self) -> List[int]:
+        """The descriptors this inbox holds: its pipe, and each sink's ZeroMQ socket (the
+        debugger's own, never the job's: a checkpoint leaves them out of what it lists)."""
+        out = [self._wake_r, self._wake_w]
+        for sink in list(self._sinks.values()):
+            sock = getattr(sink, "socket", None)
+            if sock is not None and not sock.closed:
+                out.append(sock.get(zmq.FD))
+        return out
+
+    def let_go(self) -> None:
+        """In a process forked from the one that made this inbox (a checkpoint's live
+        process): close this process's copies of the pipe, and nothing else (the sinks and
+        the requests left over are the parent's)."""
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
     def close(self, pause_id: int, thread_id: int) -> None:
         """Refuse further requests, answer those left over ("NotPaused"), close the sinks."""
         with self._lock:
@@ -155,6 +175,13 @@ class Pause:
         self.resume_after: Optional[str] = None
         self.inbox = Inbox()
         self.last_activity = time.monotonic()
+        #: The process that paused (a checkpoint's fork serves the same frames in another).
+        self.pid = os.getpid()
+        #: The pause's lane, once open (None: requests come through the server only).
+        self.lane: Optional[Lane] = None
+        #: The request the loop is running: an op that must answer before it returns (a
+        #: checkpoint's keeper, a rewind) sends its reply through ``request.reply`` itself.
+        self.request: Optional[Request] = None
 
     def describe(self) -> Dict[str, Any]:
         """JSON summary used in events, status and the connection file."""
@@ -191,6 +218,17 @@ def serve(frames: List[FrameType], reason: str, *, timeout: Optional[float] = No
     """
     if not frames:
         raise ValueError("nothing to pause at: no frames")
+    while True:
+        try:
+            return _serve(frames, reason, timeout, info, server)
+        except NewLiveProcess as moved:
+            # A checkpoint or a rewind made this process (checkpoint_ops.py): the same
+            # frames, paused again, on a server of its own.
+            reason, info, server = moved.reason, dict(info or {}, **moved.info), None
+
+
+def _serve(frames: List[FrameType], reason: str, timeout: Optional[float], info: Optional[Dict[str, Any]],
+           server: Optional[Server]) -> str:
     server = server or get_server()
     pause = Pause(frames, reason, info)
     kept_lane = _take_kept_lane(pause)
@@ -216,20 +254,31 @@ def serve(frames: List[FrameType], reason: str, *, timeout: Optional[float] = No
         # (named in the `paused` event itself).
         if kept_lane is not None:
             kept_lane.pause_id = pause.pause_id
-        lane = kept_lane if kept_lane is not None else _open_lane(server, pause)
+        lane = pause.lane = kept_lane if kept_lane is not None else _open_lane(server, pause)
         sources: List[RequestSource] = [pause.inbox] if lane is None else [pause.inbox, lane]
         action = _serve_requests(pause, sources, timeout, server.clients_attached) or action
     finally:
         output_routing.__exit__(None, None, None)
-        try:
-            server.unregister_pause(pause, action)
-        finally:
-            if lane is not None and action in _STEPPING:
-                _kept[pause.thread_id] = lane
-            elif lane is not None:
-                lane.close()
-            pause.inbox.close(pause.pause_id, pause.thread_id)
+        if os.getpid() == pause.pid:
+            _end(server, pause, lane, action)
+        else:
+            # A forked process carries the job on (a NewLiveProcess on its way up): the
+            # server, the lane and the sinks are the parent's, and one send on them would
+            # reach the parent's clients (docs/design-checkpoints.md, "Integration").
+            pause.inbox.let_go()
     return action
+
+
+def _end(server: Server, pause: Pause, lane: Optional[Lane], action: str) -> None:
+    """The pause is over: tell the clients, keep a stepping thread's lane, close the rest."""
+    try:
+        server.unregister_pause(pause, action)
+    finally:
+        if lane is not None and action in _STEPPING:
+            _kept[pause.thread_id] = lane
+        elif lane is not None:
+            lane.close()
+        pause.inbox.close(pause.pause_id, pause.thread_id)
 
 
 # The lane of a thread that steps, kept from one stop to the next (thread id -> lane):
@@ -291,6 +340,7 @@ def _serve_requests(pause: Pause, sources: List[RequestSource], timeout: Optiona
         if request is None:
             continue  # a refused request (answered), or a stale wake-up (drained)
         pause.last_activity = time.monotonic()
+        pause.request = request
         frames_out = dispatch.run_frame_op(pause, request)
         # decided before the send: after it, this thread should only wait
         resume = RESUME_OPS.get(request.op) or pause.resume_after

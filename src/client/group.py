@@ -188,7 +188,9 @@ class Group:
             return []
         with self._lock:
             known = {s.pid for s in self._members.values() if not s.closed}
-        infos = [info for info in self.source.scan() if int(info["pid"]) not in known]
+            known |= {s.job for s in self._members.values() if not s.closed}  # a member follows its job
+        infos = [info for info in self.source.scan()
+                 if int(info["pid"]) not in known and int(info.get("job") or info["pid"]) not in known]
         return self._attach(infos)
 
     def _attach(self, infos: Sequence[Dict[str, Any]]) -> List[Session]:
@@ -433,4 +435,4 @@ def member_name(info: Dict[str, Any]) -> str:
     host = endpoint_host(str(info.get("endpoint", "")))
     if host in ("127.0.0.1", "::1", "localhost") or host.startswith("127."):
         host = socket.gethostname()
-    return f"{host}:{info.get('pid')}"
+    return f"{host}:{info.get('job') or info.get('pid')}"  # Session.name: a job keeps its name across checkpoints
