@@ -288,3 +288,53 @@ def test_bridge_checkpoint_in_the_jobs_code_and_a_session_that_follows(target: A
     assert t.wait_exit(30) == 0
     assert t.output().count("END") == 1 and "END 2" in t.output()
     assert_nothing_left(t.pid)
+
+
+NO_FORK = """
+import os, bridge
+del os.fork  # an interpreter without fork(), as on Windows
+total = 10
+bridge.set_trace()  # @pause
+print("DONE", total, flush=True)
+"""
+
+
+def test_without_fork_a_clear_error_and_the_job_goes_on(target: Any, attach_to: Any) -> None:
+    t = target(NO_FORK)
+    s = attach_to(t)
+    with pytest.raises(client.Unsupported, match=r"os\.fork\(\)"):
+        s.checkpoint()
+    assert s.pid == t.pid and s.eval("total") == 10  # the same process, still paused
+    assert s.checkpoints() == []
+    s.set(total=11)
+    s.cont()
+    assert t.wait_exit(30) == 0
+    assert "DONE 11" in t.output(), t.output()
+
+
+OPEN_FILE = """
+import sys, bridge
+log = open(sys.argv[1], "w")
+log.write("before the checkpoint\\n")
+log.flush()
+bridge.set_trace()  # @pause
+log.write("after\\n")
+log.close()
+"""
+
+
+def test_what_cannot_be_rewound_is_reported_to_the_client(target: Any, attach_to: Any, tmp_path: Path) -> None:
+    log = tmp_path / "job.log"
+    t = target(OPEN_FILE, str(log))
+    s = attach_to(t)
+    cp = s.checkpoint()
+    written = [f for f in cp.cannot_rewind.files if f.get("path") == str(log)]
+    assert written and written[0]["mode"] == "w", cp.cannot_rewind.raw
+    assert any(str(log) in line for line in cp.cannot_rewind.lines()), cp.cannot_rewind.lines()
+    assert s.checkpoints().get(cp.id).cannot_rewind.files == cp.cannot_rewind.files
+    back = s.rewind(cp)
+    assert any(f.get("path") == str(log) for f in back.cannot_rewind.files)  # said again at the rewind
+    s.cont()
+    assert t.wait_exit(30) == 0
+    assert log.read_text() == "before the checkpoint\nafter\n"
+    assert_nothing_left(t.pid)
