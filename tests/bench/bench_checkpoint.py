@@ -50,11 +50,8 @@ from typing import Dict, List
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import SRC, TargetProcess, private_dirs, table  # noqa: E402
 
-JOB = """
-import json, os, sys, time
-from bridge import checkpoints
-
-kind, gib, rounds, results, stamp = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+# The job's memory: ``gib`` GiB of ``kind`` (both parts' jobs start with it).
+ALLOCATE = """
 MIB = 1 << 20
 size = int(gib * 1024) * MIB
 if kind == "numpy":
@@ -64,6 +61,14 @@ else:
     data = bytearray(size)
     for i in range(0, size, 4096):
         data[i] = 1
+"""
+
+JOB = """
+import json, os, sys, time
+from bridge import checkpoints
+
+kind, gib, rounds, results, stamp = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+""" + ALLOCATE + """
 
 def record(**values):
     fd = os.open(results, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -139,14 +144,7 @@ CLIENT_JOB = """
 import sys
 import bridge
 kind, gib = sys.argv[1], float(sys.argv[2])
-size = int(gib * 1024) << 20
-if kind == "numpy":
-    import numpy
-    data = numpy.ones(size // 8)
-else:
-    data = bytearray(size)
-    for i in range(0, size, 4096):
-        data[i] = 1
+""" + ALLOCATE + """
 while True:
     bridge.set_trace()
 """
