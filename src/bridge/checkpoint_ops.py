@@ -186,9 +186,9 @@ def own_fds(server: Optional[Server]) -> List[int]:
     ports.update(dataport.serving_ports())
     from .checkpoints import inventory
 
-    for item in inventory.open_descriptors(os.getpid(), fds):
+    for item in inventory.open_descriptors(os.getpid(), fds, sockets_only=True):
         local = item.get("local")
-        if item.get("kind") == "socket" and local and int(str(local).rsplit(":", 1)[1]) in ports:
+        if local and int(str(local).rsplit(":", 1)[1]) in ports:
             fds.add(item["fd"])
     return sorted(fds)
 

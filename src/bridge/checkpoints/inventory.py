@@ -99,9 +99,10 @@ def children(pid: int, exclude: Iterable[int] = ()) -> List[Dict[str, Any]]:
     return out
 
 
-def open_descriptors(pid: int, exclude: Iterable[int] = ()) -> List[Dict[str, Any]]:
+def open_descriptors(pid: int, exclude: Iterable[int] = (), *, sockets_only: bool = False) -> List[Dict[str, Any]]:
     """Every open file descriptor of ``pid`` except ``exclude``: files with path and offset,
-    sockets with their addresses and peer, pipes, devices and the rest by kind."""
+    sockets with their addresses and peer, pipes, devices and the rest by kind; only the
+    sockets with ``sockets_only`` (the others cost a /proc read or two each)."""
     skip = set(exclude)
     sockets: Optional[Dict[int, Dict[str, Any]]] = None
     out = []
@@ -117,9 +118,8 @@ def open_descriptors(pid: int, exclude: Iterable[int] = ()) -> List[Dict[str, An
             target = os.readlink(f"{base}/{fd}")
         except OSError:
             continue  # closed while we looked (the fd listdir itself used)
-        if target == base:
+        if target == base or (sockets_only and not target.startswith("socket:[")):
             continue
-        info = _fdinfo(pid, fd)
         item: Dict[str, Any] = {"fd": fd}
         if target.startswith("socket:["):
             inode = int(target[8:-1])
@@ -136,6 +136,7 @@ def open_descriptors(pid: int, exclude: Iterable[int] = ()) -> List[Dict[str, An
         elif target.startswith("/dev/"):
             item.update(kind="device", path=target)
         else:
+            info = _fdinfo(pid, fd)
             item.update(kind="file", path=target, offset=info.get("pos", 0), mode=_mode(info.get("flags", 0)))
             try:
                 if stat.S_ISDIR(os.stat(f"{base}/{fd}").st_mode):
