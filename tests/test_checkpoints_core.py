@@ -27,40 +27,11 @@ from typing import Any, Dict, Iterator, List, Tuple
 import pytest
 
 from conftest import SRC, wait_until
+from process_groups import assert_nothing_left, group_members, state_of
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="checkpoints need Linux")
 
 PY312 = "/opt/pythons/3.12/bin/python3.12"
-
-
-def group_members(pgid: int) -> List[Tuple[int, str]]:
-    """(pid, state) of every process in process group ``pgid`` (zombies included)."""
-    out = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid:
-            out.append((int(name), fields[0].decode()))
-    return out
-
-
-def assert_nothing_left(pgid: int) -> None:
-    """Once the started process has exited, no process of its group may remain (none
-    orphaned, none stopped, no zombie)."""
-    wait_until(lambda: not group_members(pgid), timeout=5, what=f"process group {pgid} to be empty")
-
-
-def state_of(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0].decode()
-    except OSError:
-        return "gone"
 
 
 def values(out: str, key: str) -> List[Any]:

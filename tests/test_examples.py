@@ -32,6 +32,26 @@ def test_etl_pipeline(target: Any, attach_to: Any) -> None:
     assert "total            1059.80" in out and "skipped" not in out
 
 
+def test_etl_rewind(target: Any, attach_to: Any) -> None:
+    t = run_example(target, "etl_rewind.py")
+    s = attach_to(t)
+    assert s.stack()[0].function == "main"
+    cp = s.checkpoint()  # before transform, as the example's docstring does
+    s.cont()
+    s.wait(30)
+    assert s.stack()[0].function == "validate"  # the check found the bug, after the stage ran
+    assert s.eval("(round(total, 2), control_total)") == (961.18, 1059.8)
+    s.rewind(cp)
+    assert s.stack()[0].function == "main" and s.eval("'revenue' in dir()") is False
+    s.patch("to_eur", "def to_eur(amount, rate):\n    return amount * rate\n")
+    s.cont()
+    assert t.wait_exit() == 0  # the pid the test started: the timeline that finished
+    out = t.output()
+    assert out.count("validate: total 961.18") == 1  # said once, by the abandoned timeline
+    assert "matches the control total" in out and "total            1059.80" in out, out
+    assert out.count("day         revenue") == 1
+
+
 def test_training_loop(target: Any, attach_to: Any) -> None:
     pytest.importorskip("numpy")
     t = run_example(target, "training_loop.py")

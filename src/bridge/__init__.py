@@ -21,7 +21,7 @@ from typing import Any, List, Optional
 from . import forks  # noqa: F401  # a forked child forgets the parent's server (forks.py)
 from . import stack_room
 
-__all__ = ["set_trace", "listen", "post_mortem", "install_excepthook", "__version__"]
+__all__ = ["set_trace", "listen", "post_mortem", "install_excepthook", "checkpoint", "__version__"]
 __version__ = "0.1.0"
 
 _NO_ROOM = ("bridge: cannot pause here: no room left below the recursion limit "
@@ -97,6 +97,20 @@ def _say_unreported() -> None:
 
 
 atexit.register(_say_unreported)
+
+
+def checkpoint(*, force: bool = False) -> Any:
+    """Keep a copy-on-write snapshot of this process here and return its ``Checkpoint``
+    (docs/howto-rewind.md): ``bridge.checkpoints.take()`` labelled with the caller's line.
+
+    Returns here in the process that carries the job on, and again after each rewind to
+    it, with ``cp.resumed`` true. A process that serves clients keeps serving (a new
+    server: attached sessions follow with ``Session.follow()``). Raises
+    ``bridge.checkpoints.ThreadsRunning`` when other Python threads run, unless ``force``.
+    """
+    from .checkpoint_ops import take_here
+
+    return take_here(sys._getframe(1), force=force)
 
 
 def listen(host: str = "127.0.0.1", port: int = 0, *, children: bool = False) -> str:

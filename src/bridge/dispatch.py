@@ -16,7 +16,7 @@ import traceback
 from typing import Any, List, Sequence
 
 from . import bulk, outcomes, refs
-from .ops import FRAME_OPS, SERVER_OPS, OpError, Reply, bad_request
+from .ops import FRAME_OPS, SERVER_OPS, NewLiveProcess, OpError, Reply, bad_request
 from .own_code import user_traceback
 from .protocol import Frames, Request, encode_error, encode_reply, parse_request
 
@@ -74,6 +74,8 @@ def _run_frame_op(pause: Any, request: Request) -> Frames:
             raise OpError("Unpicklable", f"the result cannot be sent: {type(exc).__name__}: {exc}") from None
     except OpError as exc:
         return encode_error(request.id, exc.kind, str(exc), data=exc.data)
+    except NewLiveProcess:  # not an outcome: this is another process now (pause.serve takes it)
+        raise
     except BaseException as exc:  # user code raised (even SystemExit): an error reply, the job goes on
         return encode_error(request.id, type(exc).__name__, _exc_message(exc), _user_traceback(exc))
 

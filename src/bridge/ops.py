@@ -44,6 +44,19 @@ class OpError(Exception):
         self.data = dict(data or {})
 
 
+class NewLiveProcess(BaseException):
+    """Raised by a frame op in a new process that carries the job on (a checkpoint's live
+    process, or one a rewind started: bridge/checkpoint_ops.py). The pause loop
+    (pause.serve) lets go of the parent's sockets without touching them and serves the
+    same frames again, on a server of this process's own, as a pause with ``reason`` and
+    ``info``. A BaseException, so that no ``except Exception`` on the way takes it for an error."""
+
+    def __init__(self, reason: str, info: Dict[str, Any]) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.info = dict(info)
+
+
 def bad_request(message: str) -> OpError:
     """An OpError for malformed arguments."""
     return OpError("BadRequest", message)
@@ -117,6 +130,7 @@ OP_MODULES = (
     "bridge.output_ops",  # the DebugPanel's job output view: the tail of what the job printed
     "bridge.outcomes",    # outcome: what became of a request whose reply was lost
     "bridge.patch_ops",  # editing running code: patch, unpatch, patches, jump
+    "bridge.checkpoint_ops",  # checkpoints: take, list, drop, rewind (bridge/checkpoints/)
 )
 
 

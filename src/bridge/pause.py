@@ -32,7 +32,7 @@ from . import dispatch, watches
 from . import frames as frame_access
 from .capture import routing
 from .lane import Lane
-from .ops import RESUME_OPS, OpError, arg
+from .ops import RESUME_OPS, NewLiveProcess, OpError, arg
 from .protocol import Frames, ReplySink, Request, encode_error
 from .server import Server, get_server
 
@@ -135,6 +135,31 @@ class Inbox:
         """Whether requests are queued (a wake-up can be lost to a full pipe in a flood)."""
         return not self._queue.empty()
 
+    def fds(self) -> List[int]:
+        """The descriptors this inbox holds: its pipe, and each sink's ZeroMQ socket (the
+        debugger's own, never the job's: a checkpoint leaves them out of what it lists)."""
+        out = [self._wake_r, self._wake_w]
+        for sink in list(self._sinks.values()):
+            sock = getattr(sink, "socket", None)
+            if sock is not None and not sock.closed:
+                out.append(sock.get(zmq.FD))
+        return out
+
+    def let_go(self) -> None:
+        """In a process forked from the one that made this inbox (a checkpoint's live
+        process): close this process's copies of the pipe, and nothing else (the sinks and
+        the requests left over are the parent's)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._open = False
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
     def end(self, pause_id: int, thread_id: int) -> None:
         """The pause ended: refuse further requests and answer those left over
         ("NotPaused"); the pipe and the sinks stay for the thread's next pause."""
@@ -191,6 +216,13 @@ class Pause:
         #: Requests served so far (a write-back uses what the request before it prepared,
         #: mount_state.digests_for_write).
         self.served = 0
+        #: The process that paused (a checkpoint's fork serves the same frames in another).
+        self.pid = os.getpid()
+        #: The pause's lane, once open (None: requests come through the server only).
+        self.lane: Optional[Lane] = None
+        #: The request the loop is running: an op that must answer before it returns (a
+        #: checkpoint's keeper, a rewind) sends its reply through ``request.reply`` itself.
+        self.request: Optional[Request] = None
 
     def describe(self) -> Dict[str, Any]:
         """JSON summary used in events, status and the connection file."""
@@ -227,6 +259,17 @@ def serve(frames: List[FrameType], reason: str, *, timeout: Optional[float] = No
     """
     if not frames:
         raise ValueError("nothing to pause at: no frames")
+    while True:
+        try:
+            return _serve(frames, reason, timeout, info, server)
+        except NewLiveProcess as moved:
+            # A checkpoint or a rewind made this process (checkpoint_ops.py): the same
+            # frames, paused again, on a server of its own.
+            reason, info, server = moved.reason, dict(info or {}, **moved.info), None
+
+
+def _serve(frames: List[FrameType], reason: str, timeout: Optional[float], info: Optional[Dict[str, Any]],
+           server: Optional[Server]) -> str:
     server = server or get_server()
     kept = _take_kept()
     pause = Pause(frames, reason, info, inbox=kept.inbox if kept is not None else None)
@@ -258,27 +301,39 @@ def serve(frames: List[FrameType], reason: str, *, timeout: Optional[float] = No
         # (named in the `paused` event itself).
         if kept_lane is not None:
             kept_lane.pause_id = pause.pause_id
-        lane = kept_lane if kept_lane is not None else _open_lane(server, pause)
+        lane = pause.lane = kept_lane if kept_lane is not None else _open_lane(server, pause)
         sources: List[RequestSource] = [pause.inbox] if lane is None else [pause.inbox, lane]
         action = _serve_requests(pause, sources, timeout, server.clients_attached) or action
     finally:
         output_routing.__exit__(None, None, None)
-        stepping = action in _STEPPING
-        by = pause.resumed_by
-        # A step asked on the lane: the client that asked hears the thread's next stop on
-        # that lane, at once; the server socket's subscribers hear both a little later.
-        stepper = by.identity if stepping and lane is not None and by is not None and by.reply is lane else None
-        try:
-            server.unregister_pause(pause, action, defer=stepper is not None)
-        finally:
-            if stepping:
-                pause.inbox.end(pause.pause_id, pause.thread_id)
-                _kept[pause.thread_id] = _Kept(lane, pause.inbox, stepper)
-            else:
-                if lane is not None:
-                    lane.close()
-                pause.inbox.close(pause.pause_id, pause.thread_id)
+        if os.getpid() == pause.pid:
+            _end(server, pause, lane, action)
+        else:
+            # A forked process carries the job on (a NewLiveProcess on its way up): the
+            # server, the lane and the sinks are the parent's, and one send on them would
+            # reach the parent's clients (docs/design-checkpoints.md, "Integration").
+            pause.inbox.let_go()
     return action
+
+
+def _end(server: Server, pause: Pause, lane: Optional[Lane], action: str) -> None:
+    """The pause is over: tell the clients; a stepping thread keeps its lane and inbox,
+    the others are closed."""
+    stepping = action in _STEPPING
+    by = pause.resumed_by
+    # A step asked on the lane: the client that asked hears the thread's next stop on
+    # that lane, at once; the server socket's subscribers hear both a little later.
+    stepper = by.identity if stepping and lane is not None and by is not None and by.reply is lane else None
+    try:
+        server.unregister_pause(pause, action, defer=stepper is not None)
+    finally:
+        if stepping:
+            pause.inbox.end(pause.pause_id, pause.thread_id)
+            _kept[pause.thread_id] = _Kept(lane, pause.inbox, stepper)
+        else:
+            if lane is not None:
+                lane.close()
+            pause.inbox.close(pause.pause_id, pause.thread_id)
 
 
 class _Kept:
@@ -368,6 +423,7 @@ def _serve_requests(pause: Pause, sources: List[RequestSource], timeout: Optiona
             continue  # a refused request (answered), or a stale wake-up (drained)
         pause.last_activity = time.monotonic()
         pause.served += 1
+        pause.request = request
         frames_out = dispatch.run_frame_op(pause, request)
         # decided before the send: after it, this thread should only wait
         resume = RESUME_OPS.get(request.op) or pause.resume_after

@@ -27,6 +27,7 @@ from zmq.auth.thread import ThreadAuthenticator
 
 from . import dispatch, hub_dial, keys, startup
 from . import identity as process_identity
+from .descriptors import open_fds
 from .event_queue import EventQueue
 from .push_sink import TAG_REPLY, TAG_STOP, TAG_WAKE, PushSink
 from .key_policy import KeyPolicy, recv_from_peer, refusal_log
@@ -77,8 +78,12 @@ class Server:
         self.context = zmq.Context()  # our own: never share the user's zmq context
         self.auth: Optional[ThreadAuthenticator] = None
         self.connection_file: Optional[Any] = None
+        before = open_fds()
         try:
             self._open(port)
+            #: The descriptors the start opened (ZeroMQ's threads, the sockets): the
+            #: debugger's, not the job's (a checkpoint does not list them as the job's).
+            self.own_fds = open_fds() - before
         except BaseException:
             # A failed start leaves nothing behind: no ZAP thread, no socket, no fd.
             self._discard()
@@ -125,6 +130,7 @@ class Server:
         self.hub = hub_dial.HubSlot()
         self.thread = threading.Thread(target=self._run, name="bridge-server", daemon=True)
         self._stopped = threading.Event()
+        self._router_linger_ms = 0
         self.connection_file = None
         self._file_lock = threading.Lock()
         self._file_due: Optional[float] = None  # when the server thread rewrites the file
@@ -254,18 +260,26 @@ class Server:
         with self._pauses_lock:
             return list(self.pauses.values())
 
-    def stop(self, timeout: float = 2.0) -> None:
+    def stop(self, timeout: float = 2.0, *, after: Optional["PushSink"] = None, flush_ms: int = 0) -> None:
         """Stop serving, remove the connection file. Safe to call twice.
 
+        ``after``: a paused thread's sink whose replies are forwarded first (the stop goes
+        behind them, in the same pipe); ``flush_ms``: how long what the server thread sent
+        last may take to leave after it (a checkpoint's keeper answers, then stops: the
+        process lives on, so its ZeroMQ I/O thread still delivers it).
         Does nothing in a forked child: there the server is the parent's (its threads do not
         exist, its sockets are the parent's), and touching it would hang the child (forks.py).
         """
         if self._stopped.is_set() or os.getpid() != self.pid:
             return
         self._stopped.set()
+        self._router_linger_ms = flush_ms
         if self.thread.is_alive() and threading.current_thread() is not self.thread:
             try:
-                self.post(TAG_STOP, [b""])
+                if after is not None:
+                    after.socket.send_multipart([TAG_STOP, b""])
+                else:
+                    self.post(TAG_STOP, [b""])
             except zmq.ZMQError:
                 pass
             self.thread.join(timeout)
@@ -289,6 +303,9 @@ class Server:
             "cwd": os.getcwd(),
             "started": self.started,
             "paused": [p.describe() for p in self.paused_threads()],
+            # A job with checkpoints: "job", "lineage", "generation" (a client follows the
+            # job from one live process to the next: docs/howto-rewind.md).
+            **_checkpoint_identity(),
         }
 
     def _announcement(self) -> Dict[str, Any]:
@@ -373,7 +390,7 @@ class Server:
             pass
         self.hub.close()
         for sock in (self.monitor, self.router, self.internal, self._push):
-            sock.close(linger=0)
+            sock.close(linger=self._router_linger_ms if sock is self.router else 0)
 
     def _drain_monitor(self) -> None:
         """Track open connections; count and log (rate-limited) peers whose handshake failed."""
@@ -542,6 +559,11 @@ def get_server(host: Optional[str] = None, port: Optional[int] = None) -> Server
         server = _server
     server.dial_hub()  # BRIDGE_HUB may have been set since the server started
     return server
+
+
+def _checkpoint_identity() -> Dict[str, Any]:
+    chain = sys.modules.get("bridge.checkpoints")  # loaded by the first checkpoint: no cost before
+    return chain.identity() if chain is not None else {}
 
 
 def current_server() -> Optional[Server]:

@@ -107,3 +107,16 @@ def forget_inherited() -> None:
     _lock = threading.Lock()
     _open = 0
     _ours = None
+
+
+def carried() -> Any:
+    """What a checkpoint's live process takes over (:func:`carry_on`): the rooms open now."""
+    return _open, _job_limit, _ours
+
+
+def carry_on(state: Any) -> None:
+    """In a checkpoint's live process, after the fork forgot them: the rooms of the pauses
+    it carries on are open again (they close as those pauses end, as in the parent)."""
+    global _open, _job_limit, _ours
+    with _lock:
+        _open, _job_limit, _ours = state

@@ -20,6 +20,7 @@ from .errors import (
     BadRequest,
     BreakpointError,
     BridgeError,
+    CheckpointError,
     FrameWriteError,
     MountError,
     MountStateError,
@@ -41,6 +42,7 @@ from .errors import (
     ResourceLimit,
     SessionLost,
     StaleReference,
+    ThreadsRunning,
     TransferError,
     UnknownOp,
     Unmountable,
@@ -59,6 +61,7 @@ from .inject import inject
 from .mount import Mount, jump_context, last_mount
 from .proxy import LiveRef, is_live
 from .session import Session
+from .checkpoint_values import CannotRewind, Checkpoint, CheckpointList
 from .stacks import StackClass, StackReport
 from .values import FrameInfo, FrameRef, PauseInfo
 
@@ -107,6 +110,9 @@ __all__ = [
     "FrameInfo",
     "FrameRef",
     "Breakpoint",
+    "Checkpoint",
+    "CheckpointList",
+    "CannotRewind",
     "current_session",
     "set_current_session",
     # errors (client/errors.py; docs/errors.md maps the target's error kinds to them)
@@ -136,6 +142,8 @@ __all__ = [
     "PlaygroundTimeout",
     "PatchError",
     "JumpError",
+    "CheckpointError",
+    "ThreadsRunning",
     "ValueLoadError",
     "ValueDumpError",
     "MountError",

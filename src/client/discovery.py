@@ -11,6 +11,7 @@ from typing import Any, Dict, Iterable, List, Optional, Set, Union
 from bridge import keys
 
 from .errors import NoSession
+from .follow import job_of, newest_of_job
 from .group import Group, member_name
 from .session import DEFAULT_TIMEOUT, Session
 
@@ -28,6 +29,12 @@ class SessionInfo:
     raw: Dict[str, Any] = field(repr=False, default_factory=dict)
 
     @property
+    def job(self) -> int:
+        """The job's pid (the process its supervisor started): the same as ``pid`` unless
+        the job has checkpoints, whose live process this is (docs/howto-rewind.md)."""
+        return job_of(self.raw) if self.raw else self.pid
+
+    @property
     def is_paused(self) -> bool:
         """Whether a thread of it was paused when it last wrote its connection file."""
         return bool(self.paused)
@@ -37,7 +44,8 @@ class SessionInfo:
         if self.paused:
             p = self.paused[0]
             where = f" paused at {os.path.basename(p.get('file', '?'))}:{p.get('line')} in {p.get('function')}"
-        return f"pid {self.pid}: {' '.join(self.argv)} [{self.python}]{where or ' running'}"
+        job = f" (job {self.job})" if self.job != self.pid else ""
+        return f"pid {self.pid}{job}: {' '.join(self.argv)} [{self.python}]{where or ' running'}"
 
 
 class SessionList(list):
@@ -75,6 +83,9 @@ def sessions() -> SessionList:
 def attach(target: Union[None, int, str, Path, SessionInfo] = None, *, timeout: float = DEFAULT_TIMEOUT) -> Session:
     """Attach to a process: the one paused one (None), a pid, or a connection file path.
 
+    A job's pid attaches to its live process when the job has checkpoints (the pid its
+    supervisor started keeps a snapshot and serves no one: docs/howto-rewind.md).
+
     With no argument: the one paused process; if none is paused, the one attachable
     process. Anything ambiguous raises NoSession listing the candidates.
     """
@@ -88,6 +99,9 @@ def _resolve(target: Union[None, int, str, Path, SessionInfo]) -> Dict[str, Any]
     if isinstance(target, int) and not isinstance(target, bool):
         path = keys.connection_path(target)
         if not path.exists():
+            live = newest_of_job(target)  # a job with checkpoints: its pid keeps a snapshot, its live process serves
+            if live is not None:
+                return live
             raise NoSession(f"no attachable process with pid {target} (no {path.name} in {path.parent})")
         return keys.read_connection_file(path)
     if isinstance(target, (str, Path)):

@@ -8,6 +8,7 @@ keeps working. docs/errors.md lists which error kind of the target becomes which
   :class:`AuthenticationError`, :class:`RequestTimeout`, :class:`PauseTimeout`,
   :class:`RemoteAttachError`, :class:`TransferError`.
 * State of the target: :class:`NotPaused`, :class:`NoSuchFrame`, :class:`WriteBackConflict`.
+* Checkpoints: :class:`CheckpointError`, :class:`ThreadsRunning`.
 * The target answered with an error: :class:`RemoteError` (code run there raised; its
   type, message and traceback travel along) and one subclass per refusal kind.
 * Values that cannot travel: :class:`ValueLoadError`, :class:`ValueDumpError`.
@@ -179,6 +180,23 @@ class JumpError(RemoteError, ValueError):
     the frame's next event, the frame is paused there (the message says where)."""
 
 
+class CheckpointError(RemoteError):
+    """A checkpoint could not be taken, rewound to or dropped (an unknown or dropped
+    checkpoint, a keeper that is gone, a job that did not come back from a rewind);
+    nothing in the job changed, unless the message says otherwise."""
+
+
+class ThreadsRunning(CheckpointError):
+    """``checkpoint()`` was refused: other Python threads run in the target, and a
+    checkpoint (a ``fork()``) copies only the paused one. ``threads`` names them; stop
+    them first, or pass ``force=True`` to checkpoint without them."""
+
+    def __init__(self, remote_type: str, message: str, remote_traceback: str = "",
+                 threads: Optional[List[str]] = None) -> None:
+        super().__init__(remote_type, message, remote_traceback)
+        self.threads = list(threads or [])
+
+
 class PlaygroundError(RemoteError):
     """The playground's copy of the process could not be made or died before it answered."""
 
@@ -259,6 +277,7 @@ REFUSALS: Dict[str, Type[RemoteError]] = {
     "PlaygroundTimeout": PlaygroundTimeout,
     "PatchError": PatchError,
     "JumpError": JumpError,
+    "CheckpointError": CheckpointError,
 }
 
 
@@ -273,6 +292,8 @@ def error_from_reply(error: Dict[str, Any]) -> BridgeError:
         return WriteBackConflict(message, error.get("names"))
     if kind == "Unauthorized":  # our key was revoked since the handshake (docs/security.md)
         return AuthenticationError(message)
+    if kind == "ThreadsRunning":
+        return ThreadsRunning(kind, message, tb, error.get("threads"))
     return REFUSALS.get(kind, RemoteError)(kind, message, tb)
 
 

@@ -15,7 +15,8 @@ from typing import Any, Callable, Dict, Iterable, List
 
 from .pause_state import PauseState
 
-#: ``callback(event, body)``: ``paused``, ``resumed``, ``lane``, or ``lost`` (``{"error": text}``).
+#: ``callback(event, body)``: ``paused``, ``resumed``, ``lane``, ``lost`` (``{"error": text}``), or
+#: ``moved`` (``{"job", "pid", "generation"}``: the session follows its job to another process).
 EventCallback = Callable[[str, Dict[str, Any]], None]
 
 
@@ -52,6 +53,11 @@ class EventFeed:
         """The connection is gone for good: waits raise ``failure``, subscribers hear ``lost``."""
         self.state.lost(failure)
         self._notify("lost", {"error": str(failure)})
+
+    def announce(self, event: str, body: Dict[str, Any]) -> None:
+        """Tell the subscribers what the pause state already knows (after the session
+        moved to another process: ``moved``, then the pauses it found there)."""
+        self._notify(event, body)
 
     def _notify(self, event: str, body: Dict[str, Any]) -> None:
         for callback in self._callbacks:  # a copy-on-write list: no lock to hold while calling

@@ -32,7 +32,8 @@ from . import proxy
 from .errors import BridgeError, PauseTimeout, SessionLost
 from .io_loop import io_loop
 from .link import gather
-from .session import DEFAULT_TIMEOUT, DEFAULT_WAIT_TIMEOUT, NO_VALUE, MemberReply, Session, open_sessions
+from .member_reply import MemberReply
+from .session import DEFAULT_TIMEOUT, DEFAULT_WAIT_TIMEOUT, NO_VALUE, Session, open_sessions
 from .stacks import StackReport, group_stacks
 from .values import FrameRef, Output, PauseInfo
 
@@ -189,7 +190,9 @@ class Group:
             return []
         with self._lock:
             known = {s.pid for s in self._members.values() if not s.closed}
-        infos = [info for info in self.source.scan() if int(info["pid"]) not in known]
+            known |= {s.job for s in self._members.values() if not s.closed}  # a member follows its job
+        infos = [info for info in self.source.scan()
+                 if int(info["pid"]) not in known and int(info.get("job") or info["pid"]) not in known]
         return self._attach(infos)
 
     def _attach(self, infos: Sequence[Dict[str, Any]]) -> List[Session]:
@@ -435,4 +438,4 @@ def member_name(info: Dict[str, Any]) -> str:
     host = endpoint_host(str(info.get("endpoint", "")))
     if host in ("127.0.0.1", "::1", "localhost") or host.startswith("127."):
         host = socket.gethostname()
-    return f"{host}:{info.get('pid')}"
+    return f"{host}:{info.get('job') or info.get('pid')}"  # Session.name: a job keeps its name across checkpoints

@@ -26,6 +26,7 @@ from bridge import keys, protocol
 from .bulk_path import drop_bulk
 from .errors import RequestTimeout, SessionLost, error_from_reply
 from .events import EventFeed
+from .pause_state import PauseState
 from .io_loop import IOLoop, io_loop
 from .link_lanes import LinkLanes
 from .ports import Port
@@ -232,6 +233,18 @@ class Link:
         if not self._closed:
             self._closed = True
             self.loop.call(self._close)
+
+    def mute(self) -> Callable[[], None]:
+        """Hand the target's events (and its loss) to no one from now on: its process is
+        about to end or hide, and the session moves on (a checkpoint, a rewind). Returns
+        what undoes it (the move did not happen)."""
+        feed = self.feed
+        self.feed = EventFeed(PauseState(), self.pid)
+
+        def undo() -> None:
+            self.feed = feed
+
+        return undo
 
     def subscribe(self, timeout: Optional[float]) -> PendingReply:
         """Subscribe to the target's events; the reply's pauses replace the pause state."""

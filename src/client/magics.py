@@ -9,6 +9,7 @@
     %%playground [--timeout 30]   # the cell runs in a fork() of the target; nothing survives
     %detach [--all]         # close the current session (or group); the targets stay as they are
     %%patch [--try CALL]    # the cell's def/class statements patch the target (client/patch_magic.py)
+    %checkpoint, %checkpoints, %rewind [ID], %drop ID   # snapshots of the job (client/checkpoint_magics.py)
 """
 
 from __future__ import annotations
@@ -221,7 +222,10 @@ def _split(cell: str) -> Any:
 
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext client``: register the magics."""
+    from .checkpoint_magics import CheckpointMagics
+
     ipython.register_magics(BridgeMagics)
+    ipython.register_magics(CheckpointMagics)
 
 
 def unload_ipython_extension(ipython: Any) -> None:

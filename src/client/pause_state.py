@@ -157,6 +157,17 @@ class PauseState:
                     self._by_thread[info.thread] = info
             self.changed.notify_all()
 
+    def restart(self) -> None:
+        """The session serves another process of the same job (a checkpoint's, a
+        rewind's): its pause ids start over and none of its pauses is known yet. The
+        selected thread stays (a forked process keeps the forking thread's id)."""
+        with self.changed:
+            self._by_thread = {}
+            self._retired = set()
+            self._frame_pause_id = -1
+            self.failure = None
+            self.changed.notify_all()
+
     def lost(self, failure: BaseException) -> None:
         """The events stopped for good: wake every wait with ``failure``."""
         with self.changed:

@@ -34,12 +34,11 @@ import time
 import weakref
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
-import zmq
-
-from bridge import bulk, keys, protocol, wire
+from bridge import bulk, keys, protocol
 
 from . import proxy
-from .bulk_path import Outgoing, choose_bulk, finish_reply
+from .bulk_path import choose_bulk, finish_reply
+from .checkpoint_methods import CheckpointMethods
 from .code_methods import CodeEditing
 from .control import DebugControl
 from .errors import (
@@ -47,18 +46,17 @@ from .errors import (
     BridgeError,
     NotPaused,
     PauseTimeout,
-    ProtocolError,
     RemoteError,
     RequestTimeout,
     ResourceLimit,
     SessionLost,
-    TransferError,
 )
 from .events import EventCallback, EventFeed
 from .frame_methods import FrameMethods
 from .io_loop import shared_context
 from .lanes import Lanes, lanes_allowed
 from .link import Link, PendingReply
+from .member_reply import MemberReply, Reply, as_bridge_error
 from .ports import DirectPort, Port
 from .pause_state import PauseState
 from .transport import Channel
@@ -79,7 +77,6 @@ STEP_STOP_WAIT_S = 0.25
 _STEPPING = ("step", "next", "step_out")
 
 #: What a request returns: the reply's JSON ``result`` and its value frames.
-Reply = Tuple[Any, List[Any]]
 
 
 class _Sockets:
@@ -109,7 +106,7 @@ def _release(link: Link, sockets: _Sockets) -> None:
         link.close()
 
 
-class Session(FrameMethods, DebugControl, CodeEditing):
+class Session(FrameMethods, DebugControl, CodeEditing, CheckpointMethods):
     """An attached target process. Create with :func:`client.attach` (or a group's members)."""
 
     def __init__(self, info: Dict[str, Any], *, timeout: float = DEFAULT_TIMEOUT,
@@ -121,24 +118,31 @@ class Session(FrameMethods, DebugControl, CodeEditing):
                port: Optional[Port] = None) -> None:
         """Open the link and send the opening requests (hello, bulk offer, events) without
         waiting; with ``direct``, :meth:`_complete` opens the direct channel too."""
-        self.info = info
-        self.pid: int = int(info["pid"])
         self.timeout = timeout
         self.wait_timeout = DEFAULT_WAIT_TIMEOUT
         #: What is paused, and the selected thread and frame (kept current by the events).
         self.pause_state = PauseState()
-        #: The live references this session holds (client/proxy.py).
-        self.refs = proxy.RefRegistry(self)
-        self.hello: Dict[str, Any] = {}
         self._name: Optional[str] = info.get("name") or None
         self._keypair = keypair
         self._context = shared_context()
         self._lock = threading.RLock()  # one request at a time on the direct channel
         self._closed = False
+        self._feed = EventFeed(self.pause_state, int(info["pid"]))
+        self._connect(info, port, direct)
+
+    def _connect(self, info: Dict[str, Any], port: Optional[Port], direct: bool) -> None:
+        """The part of :meth:`_begin` that belongs to one process: done again when the
+        session follows its job to another one (:meth:`_move_to`)."""
+        self.info = info
+        self.pid: int = int(info["pid"])
+        #: The live references this session holds (client/proxy.py).
+        self.refs = proxy.RefRegistry(self)
+        self.hello: Dict[str, Any] = {}
         self._bulk: Optional[bulk.BulkPeer] = None
         self._dialable = bool(info.get("endpoint")) and bool(info.get("server_key"))
         self._sockets = _Sockets()
-        self._feed = EventFeed(self.pause_state, self.pid)
+        self._feed.pid = self.pid
+        keypair, timeout = self._keypair, self.timeout
         link = Link(port or DirectPort(info, keypair, self._context), self._feed, self.pid)
         self._link = link
         self._finalizer = weakref.finalize(self, _release, link, self._sockets)
@@ -247,12 +251,19 @@ class Session(FrameMethods, DebugControl, CodeEditing):
         gave it (a worker's address under Dask or Ray)."""
         if self._name is None:
             host = (self.hello.get("host") or {}).get("hostname") or protocol.endpoint_host(str(self.info.get("endpoint", "")))
-            return f"{host}:{self.pid}"
+            return f"{host}:{self.job}"
         return self._name
 
     @name.setter
     def name(self, value: str) -> None:
         self._name = str(value)
+
+    @property
+    def job(self) -> int:
+        """The job's pid: the process its supervisor started, the same across checkpoints
+        and rewinds (docs/howto-rewind.md). :attr:`pid` is the process served now (the
+        job's live process); they are the same for a job without checkpoints."""
+        return int(self.info.get("job") or self.pid)
 
     @property
     def bulk_mode(self) -> str:
@@ -402,7 +413,7 @@ class Session(FrameMethods, DebugControl, CodeEditing):
             except BridgeError:
                 raise
             except Exception as exc:
-                raise _as_bridge_error(exc, self.pid) from exc
+                raise as_bridge_error(exc, self.pid) from exc
 
     def _revoked(self) -> Optional[AuthenticationError]:
         """The target's refusal of our key, if it said so (its events, or a link reply; docs/security.md)."""
@@ -459,6 +470,31 @@ class Session(FrameMethods, DebugControl, CodeEditing):
         result, _ = self.request("threads")
         return result
 
+    # --- following the job to another process (client/checkpoint_methods.py) ------------------
+
+    def _quiet_link(self) -> Callable[[], None]:
+        """The link's events stop reaching this session (its process is about to end or
+        hide: its end is not the session's); returns what undoes it."""
+        return self._link.mute()
+
+    def _move_to(self, info: Dict[str, Any]) -> None:
+        """Serve the process ``info`` names from now on (the job's new live process): the
+        same session -- name, subscribers, selected thread -- over new connections. The
+        old process's pauses, references and lanes are dropped; subscribers hear a
+        ``moved`` event, then ``paused`` for each pause the new process has already."""
+        with self._lock:
+            self._finalizer()
+            self.pause_state.restart()
+            self._connect(info, None, True)
+            try:
+                self._complete()
+            except BaseException as exc:
+                self.pause_state.lost(exc if isinstance(exc, BridgeError) else SessionLost(str(exc)))
+                raise
+        self._feed.announce("moved", {"job": self.job, "pid": self.pid, "generation": info.get("generation", 0)})
+        for pause in self.pause_state.all():
+            self._feed.announce("paused", pause.as_event())
+
     # --- lifecycle -----------------------------------------------------------------------
 
     def close(self) -> None:
@@ -491,61 +527,6 @@ class Session(FrameMethods, DebugControl, CodeEditing):
         from .display import session_html
 
         return session_html(self)
-
-
-class MemberReply:
-    """A request sent through a session's link (:meth:`Session.submit`): ``result()``
-    waits for it until its own deadline."""
-
-    def __init__(self, session: Session, op: str, args: Optional[Dict[str, Any]], frames: Optional[List[Any]],
-                 timeout: Optional[float], pause_id: Optional[int] = None,
-                 release: Optional[List[List[int]]] = None) -> None:
-        self.session = session
-        self.op = op
-        self._out = Outgoing(session._bulk, frames, session.pid, timeout)
-        try:
-            self.pending = session._link.submit(op, args, self._out.frames, timeout=timeout, pause_id=pause_id,
-                                                release=release, bulk=self._out.mode, bulk_in=self._out.descriptor)
-            self._out.sent()
-        except BaseException:
-            self._out.close()
-            raise
-
-    @property
-    def done(self) -> bool:
-        """Whether the reply (or a failure) is in."""
-        return self.pending.done
-
-    def wait(self, timeout: Optional[float] = None) -> bool:
-        """Wait up to ``timeout`` seconds for the reply; whether it is in."""
-        return self.pending.wait(timeout)
-
-    def result(self) -> Reply:
-        """(result, value frames), or the member's error (a BridgeError)."""
-        session = self.session
-        try:
-            try:
-                header, values = self.pending.raw()
-            finally:
-                self._out.close()
-            header, values = finish_reply(header, values, session._bulk, session.pid, self.pending.timeout)
-        except BridgeError:
-            raise
-        except Exception as exc:
-            raise _as_bridge_error(exc, session.pid) from exc
-        self._out.count()
-        return header.get("result"), values
-
-
-def _as_bridge_error(exc: Exception, pid: int) -> Exception:
-    """The BridgeError a transport failure means."""
-    if isinstance(exc, (bulk.BulkError, OSError)):  # OSError: only the bulk path uses plain sockets
-        return TransferError("BulkError", f"pid {pid}: {type(exc).__name__}: {exc}")
-    if isinstance(exc, wire.ProtocolError):
-        return ProtocolError("ProtocolError", f"pid {pid} sent a reply we cannot read: {exc}")
-    if isinstance(exc, zmq.ZMQError):
-        return SessionLost(f"pid {pid}: the connection failed ({exc})")
-    return exc
 
 
 def open_sessions(infos: Sequence[Dict[str, Any]], *, keypair: Optional[keys.KeyPair] = None,

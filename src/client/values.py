@@ -38,6 +38,11 @@ class PauseInfo:
             extra={k: v for k, v in body.items() if k not in _PAUSE_FIELDS and k not in ("event", "time")},
         )
 
+    def as_event(self) -> Dict[str, Any]:
+        """The ``paused`` event body that describes this pause (from_event's inverse)."""
+        return dict(self.extra, thread=self.thread, name=self.name, file=self.file, line=self.line,
+                    function=self.function, reason=self.reason, pause_id=self.pause_id, module=self.module)
+
     def __str__(self) -> str:
         text = f"thread {self.name} ({self.thread}) paused ({self.reason}) at {self.file}:{self.line} in {self.function}"
         if "exception" in self.extra:

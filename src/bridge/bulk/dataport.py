@@ -288,6 +288,19 @@ def forget_inherited() -> None:
     _data_server_lock = threading.Lock()
 
 
+def serving_ports() -> List[int]:
+    """The port of this process's data server, if it runs ([] otherwise)."""
+    server = _data_server
+    return [server.port] if server is not None and server.pid == os.getpid() and not server._closed else []
+
+
+def close_data_server() -> None:
+    """Stop this process's data server, if it runs (a checkpoint's keeper: it serves no one)."""
+    server = _data_server
+    if server is not None and server.pid == os.getpid():
+        server.close()
+
+
 def data_server(host: str) -> DataServer:
     """This process's data server, started on first use (OSError or BulkError if it cannot)."""
     global _data_server

@@ -30,7 +30,7 @@ import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, NoReturn, Optional, Union
+from typing import Any, Callable, Dict, Iterable, List, Mapping, NoReturn, Optional, Union
 
 from . import inventory, sysapi
 from .errors import CheckpointError, ThreadsRunning, Unsupported
@@ -41,7 +41,8 @@ from .signals import FORWARDED, Witness, save_handlers
 
 __all__ = [
     "Checkpoint", "CheckpointInfo", "CheckpointError", "ThreadsRunning", "Unsupported",
-    "available", "take", "rewind", "drop", "list_checkpoints", "job_id", "lineage", "generation",
+    "available", "take", "rewind", "drop", "list_checkpoints", "rewindable", "job_id", "lineage", "generation",
+    "identity",
 ]
 
 
@@ -154,7 +155,8 @@ def _require_chain() -> _Chain:
 
 
 def take(label: Optional[Mapping[str, Any]] = None, *, force: bool = False,
-         on_keeper: Optional[Callable[[Checkpoint, int], None]] = None) -> Checkpoint:
+         on_keeper: Optional[Callable[[Checkpoint, int], None]] = None,
+         exclude_fds: Iterable[int] = ()) -> Checkpoint:
     """Checkpoint this process here; return in the live process that carries on.
 
     Call it on the thread that should carry on (the paused thread). ``label`` (JSON-able:
@@ -167,7 +169,8 @@ def take(label: Optional[Mapping[str, Any]] = None, *, force: bool = False,
     (the integration answers the client's request there, still on the original server,
     then stops that server); its errors are printed, not raised. The keeper then never
     returns here -- except in a new live process forked by a rewind, where this returns
-    again with ``rewinds`` > 0.
+    again with ``rewinds`` > 0. ``exclude_fds``: descriptors left out of ``cannot_rewind``
+    (the debugger's own: they are not the job's).
     """
     global _chain
     reason = available()
@@ -186,7 +189,7 @@ def take(label: Optional[Mapping[str, Any]] = None, *, force: bool = False,
     try:
         saved = save_handlers()
         random_state = _random_state()
-        cannot = _cannot_rewind(chain, others)
+        cannot = _cannot_rewind(chain, others, exclude_fds)
         keeper_end, child_end = (s.detach() for s in socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET))
     except BaseException:
         if started:  # leave no half-made chain behind
@@ -357,14 +360,23 @@ def list_checkpoints() -> List[CheckpointInfo]:
     chain = _chain_here()
     if chain is None:
         return []
-    out = []
-    for item in chain.registry.read()["checkpoints"]:
-        out.append(CheckpointInfo(
-            id=item["id"], keeper=item["keeper"], depth=item["depth"], label=item["label"], taken=item["taken"],
-            rewinds=item["rewinds"], state=item["state"], memory=inventory.memory(item["keeper"]),
-            cannot_rewind=item["cannot_rewind"],
-        ))
-    return out
+    return [_info(item) for item in chain.registry.read()["checkpoints"]]
+
+
+def rewindable(cp: Union[Checkpoint, int]) -> CheckpointInfo:
+    """What :func:`rewind` would go back to (its ``cannot_rewind`` included); raises
+    CheckpointError, as rewind() would, for an unknown, dropped or orphaned checkpoint.
+    Lets a caller check, and say what cannot be rewound, before it commits to the rewind."""
+    chain = _require_chain()
+    return _info(_kept_entry(chain.registry.read(), _id_of(cp)))
+
+
+def _info(item: Dict[str, Any]) -> CheckpointInfo:
+    return CheckpointInfo(
+        id=item["id"], keeper=item["keeper"], depth=item["depth"], label=item["label"], taken=item["taken"],
+        rewinds=item["rewinds"], state=item["state"], memory=inventory.memory(item["keeper"]),
+        cannot_rewind=item["cannot_rewind"],
+    )
 
 
 def job_id() -> int:
@@ -379,6 +391,19 @@ def generation() -> int:
     newest connection file of a job is the one with the highest generation. 0 before any."""
     chain = _chain_here()
     return chain.registry.read()["generation"] if chain is not None else 0
+
+
+def identity() -> Dict[str, Any]:
+    """``{"job", "lineage", "generation"}`` in the live process of a job that has
+    checkpoints (what its connection file carries, so that a client follows the job from
+    one live process to the next), else {}. One read of the shared record."""
+    chain = _chain
+    if chain is None:
+        return {}
+    doc = chain.registry.read()
+    if doc.get("live") != os.getpid():
+        return {}  # a keeper, or a process below the live one: not the job's face
+    return {"job": chain.job, "lineage": _lineage_of(doc), "generation": doc["generation"]}
 
 
 def lineage() -> List[int]:
@@ -429,17 +454,23 @@ def _other_python_threads() -> List[str]:
     for thread in threading.enumerate():
         if thread is me or not thread.is_alive():
             continue
-        # framebridge's threads are named "bridge-*"; the ZAP authenticator is pyzmq's class.
-        if thread.name.startswith("bridge-") or type(thread).__module__.startswith("zmq."):
+        if _is_framebridge(thread):
             continue
         notes = [n for n, on in (("main", thread is main), ("daemon", thread.daemon)) if on]
         names.append(repr(thread.name) + (f" ({', '.join(notes)})" if notes else ""))
     return names
 
 
-def _cannot_rewind(chain: _Chain, python_threads: List[str]) -> Dict[str, Any]:
+def _is_framebridge(thread: threading.Thread) -> bool:
+    # framebridge's threads are named "bridge-*"; the ZAP authenticator is pyzmq's class.
+    return thread.name.startswith("bridge-") or type(thread).__module__.startswith("zmq.")
+
+
+def _cannot_rewind(chain: _Chain, python_threads: List[str], exclude_fds: Iterable[int]) -> Dict[str, Any]:
     witness = [chain.witness.pid] if chain.witness is not None else []
-    found = inventory.collect(os.getpid(), exclude_fds=chain.fds(), exclude_children=witness)
+    ours = [t.native_id for t in threading.enumerate() if _is_framebridge(t) and getattr(t, "native_id", None)]
+    found = inventory.collect(os.getpid(), exclude_fds=[*chain.fds(), *exclude_fds], exclude_children=witness,
+                              exclude_threads=ours)
     found["python_threads"] = python_threads
     alarm = signal.getitimer(signal.ITIMER_REAL)[0]
     if alarm:

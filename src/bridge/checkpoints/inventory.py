@@ -67,11 +67,13 @@ def gpu_libraries(pid: int) -> List[str]:
     return sorted(found)
 
 
-def native_threads(pid: int) -> List[str]:
-    """The name (comm) of every OS thread of ``pid``, Python's and C libraries' alike."""
+def native_threads(pid: int, exclude: Iterable[int] = ()) -> List[str]:
+    """The name (comm) of every OS thread of ``pid``, Python's and C libraries' alike,
+    but not those whose thread ids are in ``exclude``."""
     names = []
+    skip = {str(tid) for tid in exclude}
     try:
-        tids = sorted(os.listdir(f"/proc/{pid}/task"), key=int)
+        tids = sorted((t for t in os.listdir(f"/proc/{pid}/task") if t not in skip), key=int)
     except OSError:
         return names
     for tid in tids:
@@ -97,9 +99,10 @@ def children(pid: int, exclude: Iterable[int] = ()) -> List[Dict[str, Any]]:
     return out
 
 
-def open_descriptors(pid: int, exclude: Iterable[int] = ()) -> List[Dict[str, Any]]:
+def open_descriptors(pid: int, exclude: Iterable[int] = (), *, sockets_only: bool = False) -> List[Dict[str, Any]]:
     """Every open file descriptor of ``pid`` except ``exclude``: files with path and offset,
-    sockets with their addresses and peer, pipes, devices and the rest by kind."""
+    sockets with their addresses and peer, pipes, devices and the rest by kind; only the
+    sockets with ``sockets_only`` (the others cost a /proc read or two each)."""
     skip = set(exclude)
     sockets: Optional[Dict[int, Dict[str, Any]]] = None
     out = []
@@ -115,15 +118,17 @@ def open_descriptors(pid: int, exclude: Iterable[int] = ()) -> List[Dict[str, An
             target = os.readlink(f"{base}/{fd}")
         except OSError:
             continue  # closed while we looked (the fd listdir itself used)
-        if target == base:
+        if target == base or (sockets_only and not target.startswith("socket:[")):
             continue
-        info = _fdinfo(pid, fd)
         item: Dict[str, Any] = {"fd": fd}
         if target.startswith("socket:["):
-            if sockets is None:
-                sockets = _socket_table()
             inode = int(target[8:-1])
-            item.update(kind="socket", **sockets.get(inode, {"proto": "unknown", "inode": inode}))
+            found = _socket_here(fd) if pid == os.getpid() else None
+            if found is None:
+                if sockets is None:
+                    sockets = _socket_table()
+                found = sockets.get(inode, {"proto": "unknown", "inode": inode})
+            item.update(kind="socket", **found)
         elif target.startswith("pipe:["):
             item.update(kind="pipe", name=target)
         elif target.startswith("anon_inode:"):
@@ -131,6 +136,7 @@ def open_descriptors(pid: int, exclude: Iterable[int] = ()) -> List[Dict[str, An
         elif target.startswith("/dev/"):
             item.update(kind="device", path=target)
         else:
+            info = _fdinfo(pid, fd)
             item.update(kind="file", path=target, offset=info.get("pos", 0), mode=_mode(info.get("flags", 0)))
             try:
                 if stat.S_ISDIR(os.stat(f"{base}/{fd}").st_mode):
@@ -158,6 +164,42 @@ def _fdinfo(pid: int, fd: int) -> Dict[str, int]:
 def _mode(flags: int) -> str:
     access = {os.O_RDONLY: "r", os.O_WRONLY: "w", os.O_RDWR: "rw"}.get(flags & 3, "?")
     return access + ("+append" if flags & os.O_APPEND else "")
+
+
+def _socket_here(fd: int) -> Optional[Dict[str, Any]]:
+    """Addresses of socket ``fd`` of this very process, asked of the socket itself: the
+    /proc/net tables list every socket of the network namespace, and reading them takes
+    tens of milliseconds on a busy host. None if the socket cannot say."""
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError:
+        return None
+    try:
+        family, kind = sock.family, sock.type
+        if family == socket.AF_UNIX:
+            name = sock.getsockname()
+            return {"proto": "unix", "path": name if isinstance(name, str) else ""}
+        if family not in (socket.AF_INET, socket.AF_INET6):
+            return None
+        proto = ("tcp" if kind == socket.SOCK_STREAM else "udp") + ("6" if family == socket.AF_INET6 else "")
+        entry: Dict[str, Any] = {"proto": proto, "local": _format_address(sock.getsockname())}
+        try:
+            entry["peer"] = _format_address(sock.getpeername())
+        except OSError:
+            pass  # not connected
+        if kind == socket.SOCK_STREAM and hasattr(socket, "TCP_INFO"):
+            state = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0]  # tcpi_state comes first
+            entry["state"] = _TCP_STATES.get(f"{state:02X}", str(state))
+        return entry
+    except OSError:
+        return None
+    finally:
+        sock.detach()  # the descriptor is the job's: never closed here
+
+
+def _format_address(address: Any) -> str:
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _socket_table() -> Dict[int, Dict[str, Any]]:
@@ -201,11 +243,12 @@ def _address(text: str) -> str:
     return f"[{socket.inet_ntop(socket.AF_INET6, raw)}]:{int(port, 16)}"
 
 
-def collect(pid: int, *, exclude_fds: Iterable[int] = (), exclude_children: Iterable[int] = ()) -> Dict[str, Any]:
+def collect(pid: int, *, exclude_fds: Iterable[int] = (), exclude_children: Iterable[int] = (),
+            exclude_threads: Iterable[int] = ()) -> Dict[str, Any]:
     """The whole "cannot be rewound" list of ``pid`` (a keeper, right after its fork)."""
     fds = open_descriptors(pid, exclude_fds)
     kids = children(pid, exclude_children)
-    threads = native_threads(pid)
+    threads = native_threads(pid, exclude_threads)
     return {
         "descriptors": fds[:MAX_ITEMS],
         "descriptors_not_listed": max(0, len(fds) - MAX_ITEMS),

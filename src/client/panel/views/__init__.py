@@ -13,6 +13,7 @@ from typing import List
 
 from ..view import ViewFactory
 from .breakpoints import BreakpointsView
+from .checkpoints import CheckpointsView
 from .console import ConsoleView
 from .inspector import InspectorView
 from .output import OutputView
@@ -30,7 +31,8 @@ DEFAULT_VIEWS: List[ViewFactory] = [
     ConsoleView,
     OutputView,
     PatchView,
+    CheckpointsView,
 ]
 
-__all__ = ["DEFAULT_VIEWS", "BreakpointsView", "ConsoleView", "InspectorView", "OutputView", "PatchView", "SourceView",
+__all__ = ["DEFAULT_VIEWS", "BreakpointsView", "CheckpointsView", "ConsoleView", "InspectorView", "OutputView", "PatchView", "SourceView",
            "StackView", "VariablesView"]
