@@ -138,3 +138,47 @@ def test_a_child_of_a_plain_script_exits(target: Any, start: str) -> None:
     """)
     assert "child exited 0" in t.wait_output("child ", timeout=40)
     assert t.wait_exit(20) == 0
+
+
+# A checkpoint's live process is a fork of the paused thread: the parent's server thread
+# may hold the pause's inbox lock at that moment (routing a request to it), and no thread
+# of the child will ever release it. The child must let go of its inbox without it.
+INBOX_AT_FORK_JOB = """
+import os, sys, threading, time
+from bridge.pause import Inbox
+
+inbox = Inbox()
+held, release = threading.Event(), threading.Event()
+
+def hold():
+    with inbox._lock:
+        held.set()
+        release.wait(30)
+
+threading.Thread(target=hold, daemon=True).start()
+held.wait(10)
+pid = os.fork()
+if pid == 0:
+    inbox.let_go()
+    os._exit(0)
+end = time.monotonic() + 10
+status = None
+while time.monotonic() < end:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        break
+    time.sleep(0.01)  # a child's end has nothing to wait on here but SIGCHLD
+else:
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    print("child: hung", flush=True)
+    sys.exit(1)
+release.set()
+print("child: exited", os.waitstatus_to_exitcode(status), flush=True)
+"""
+
+
+def test_a_forked_pause_lets_go_of_its_inbox_while_the_parent_held_its_lock(target: Any) -> None:
+    t = target(INBOX_AT_FORK_JOB)
+    assert t.wait_exit(30) == 0, t.output()
+    assert "child: exited 0" in t.output()

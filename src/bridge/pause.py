@@ -148,12 +148,13 @@ class Inbox:
     def let_go(self) -> None:
         """In a process forked from the one that made this inbox (a checkpoint's live
         process): close this process's copies of the pipe, and nothing else (the sinks and
-        the requests left over are the parent's)."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            self._open = False
+        the requests left over are the parent's). No lock: the parent's server thread may
+        have held it at the fork, and it has no thread here to release it."""
+        self._lock = threading.Lock()
+        if self._closed:
+            return
+        self._closed = True
+        self._open = False
         for fd in (self._wake_r, self._wake_w):
             try:
                 os.close(fd)
