@@ -1,4 +1,4 @@
-"""Lanes: each pause's own CURVE socket, served by the paused thread itself (issue 6).
+"""Lanes: each pause's own CURVE socket, served by the paused thread itself.
 
 A lane must be as closed as the server socket (authorized keys only, CURVE only), serve
 only its own pause, never leave a request hanging when its pause ends, and be optional:

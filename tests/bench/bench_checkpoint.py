@@ -31,7 +31,7 @@ CLOCK_MONOTONIC (``time.perf_counter``) is one clock for all processes of a host
 start time written to a file by one process and read by another gives the latency.
 Results survive rewinds by going to a file, not to memory.
 
-Goals (issue "checkpoints"): take under 50 ms, rewind to running again under 200 ms.
+Goals: take under 50 ms, rewind to running again under 200 ms.
 """
 
 from __future__ import annotations

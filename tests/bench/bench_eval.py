@@ -17,7 +17,7 @@ Cases (each is a round trip from this process to another process on loopback):
 * ``debugpy evaluate``: DAP ``evaluate`` (context "repl") against a thread stopped at
   ``debugpy.breakpoint()``, driven by a minimal DAP client over debugpy's socket.
 
-Goals (issue 6): eval <= 1.3x the inproc hand-off floor; >= 100x faster than debugpy.
+Goals: eval <= 1.3x the inproc hand-off floor; >= 100x faster than debugpy.
 """
 
 from __future__ import annotations

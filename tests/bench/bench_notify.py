@@ -13,7 +13,7 @@ the event crossing the server thread and CURVE, and the client's listener waking
 For scale, the same run measures a small-message CURVE echo round trip (bench_eval's
 floor): one-way is about half of it.
 
-Goal (issue 6): <= 5 ms.
+Goal: <= 5 ms.
 """
 
 from __future__ import annotations
