@@ -33,7 +33,8 @@ from . import stack_room
 from .frames import frame_label
 from .ops import NewLiveProcess, OpError, arg, frame_op, server_op
 from .protocol import encode_reply
-from .server import PushSink, Server, current_server, get_server
+from .push_sink import PushSink
+from .server import Server, current_server, get_server
 
 #: How long a keeper's last reply may take to leave after its server stopped (its ZeroMQ
 #: I/O thread delivers it while the keeper keeps the snapshot).
