@@ -11,6 +11,7 @@ from bridge import bulk, wire
 
 from .bulk_path import Outgoing, finish_reply
 from .errors import BridgeError, ProtocolError, SessionLost, TransferError
+from .link import Link
 
 #: A reply: (result, value frames).
 Reply = Tuple[Any, List[Any]]
@@ -18,18 +19,19 @@ Reply = Tuple[Any, List[Any]]
 
 class MemberReply:
     """A request sent through a session's link (:meth:`Session.submit`): ``result()``
-    waits for it until its own deadline. ``session``: the client.session.Session that sent
-    it (not imported here: the session imports this module)."""
+    waits for it until its own deadline. ``link``, ``peer`` and ``pid``: the session's
+    link, bulk peer (None: everything inside CURVE) and target pid."""
 
-    def __init__(self, session: Any, op: str, args: Optional[Dict[str, Any]], frames: Optional[List[Any]],
-                 timeout: Optional[float], pause_id: Optional[int] = None,
-                 release: Optional[List[List[int]]] = None) -> None:
-        self.session = session
+    def __init__(self, link: Link, peer: Optional[bulk.BulkPeer], pid: int, op: str,
+                 args: Optional[Dict[str, Any]], frames: Optional[List[Any]], timeout: Optional[float],
+                 pause_id: Optional[int] = None, release: Optional[List[List[int]]] = None) -> None:
         self.op = op
-        self._out = Outgoing(session._bulk, frames, session.pid, timeout)
+        self._peer = peer
+        self._pid = pid
+        self._out = Outgoing(peer, frames, pid, timeout)
         try:
-            self.pending = session._link.submit(op, args, self._out.frames, timeout=timeout, pause_id=pause_id,
-                                                release=release, bulk=self._out.mode, bulk_in=self._out.descriptor)
+            self.pending = link.submit(op, args, self._out.frames, timeout=timeout, pause_id=pause_id,
+                                       release=release, bulk=self._out.mode, bulk_in=self._out.descriptor)
             self._out.sent()
         except BaseException:
             self._out.close()
@@ -46,17 +48,16 @@ class MemberReply:
 
     def result(self) -> Reply:
         """(result, value frames), or the member's error (a BridgeError)."""
-        session = self.session
         try:
             try:
                 header, values = self.pending.raw()
             finally:
                 self._out.close()
-            header, values = finish_reply(header, values, session._bulk, session.pid, self.pending.timeout)
+            header, values = finish_reply(header, values, self._peer, self._pid, self.pending.timeout)
         except BridgeError:
             raise
         except Exception as exc:
-            raise as_bridge_error(exc, session.pid) from exc
+            raise as_bridge_error(exc, self._pid) from exc
         self._out.count()
         return header.get("result"), values
 

@@ -373,7 +373,8 @@ class Session(FrameMethods, DebugControl, CodeEditing, CheckpointMethods):
                 pause_id = pause.pause_id  # meant for the pause seen; and its lane may carry it
         if value is not NO_VALUE:
             frames = self._dump(value)
-        return MemberReply(self, op, args, frames, self.timeout if timeout is None else timeout, pause_id)
+        return MemberReply(self._link, self._bulk, self.pid, op, args, frames,
+                           self.timeout if timeout is None else timeout, pause_id)
 
 
     def _send(self, op: str, args: Optional[Dict[str, Any]], frames: Optional[List[Any]], timeout: Optional[float],
@@ -391,7 +392,8 @@ class Session(FrameMethods, DebugControl, CodeEditing, CheckpointMethods):
             try:
                 channel = self._direct()
                 if channel is None:
-                    return MemberReply(self, op, args, frames, wait, pause_id, release).result()
+                    return MemberReply(self._link, self._bulk, self.pid, op, args, frames, wait, pause_id,
+                                       release).result()
                 still_valid = None
                 sockets = self._sockets
                 lanes = sockets.lanes
